@@ -1,0 +1,287 @@
+"""Consistency curves and critical windows (METHOD.md §2, steps 8 and 9).
+
+`curves` turns the graded continuations into P(f) per question and level, `detect` applies
+the research rule (a step rises by more than `jump`, no step falls by more than `drop`) and,
+beside it, a statistical call: every step between consecutive levels gets a one-sided
+Fisher exact test that P rises, with Benjamini-Hochberg control over all steps of the run,
+so that a jump of 0 -> 0.75 seen in 4 samples can be told from one seen in 100.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+Z95 = 1.959963984540054
+# P(f) differences are rounded before the thresholds are applied, so that 0.8 - 0.3 counts
+# as a rise of exactly 0.5 (not more) whatever the floating-point error.
+_DECIMALS = 12
+_QUESTION = ["dataset", "question_id"]
+
+
+def wilson_interval(
+    k: np.ndarray | int, n: np.ndarray | int, z: float = Z95
+) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval of `k` successes in `n` trials; NaN where `n` is 0."""
+    k = np.asarray(k, dtype=float)
+    n = np.asarray(n, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = k / n
+        denom = 1 + z**2 / n
+        centre = (p + z**2 / (2 * n)) / denom
+        half = z / denom * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
+    low = np.where(n > 0, np.clip(centre - half, 0, 1), np.nan)
+    high = np.where(n > 0, np.clip(centre + half, 0, 1), np.nan)
+    return low, high
+
+
+def fisher_greater(
+    k_hi: np.ndarray, n_hi: np.ndarray, k_lo: np.ndarray, n_lo: np.ndarray
+) -> np.ndarray:
+    """One-sided Fisher exact p-values that the rate k_hi/n_hi exceeds k_lo/n_lo.
+
+    Vectorised over arrays of 2x2 tables; NaN where either side has no trials. Conditional
+    on the margins, the successes of the upper side are hypergeometric; the p-value is the
+    upper tail from the observed count.
+    """
+    k_hi, n_hi, k_lo, n_lo = (np.asarray(a, dtype=np.int64) for a in (k_hi, n_hi, k_lo, n_lo))
+    p = np.full(k_hi.shape, np.nan)
+    ok = (n_hi > 0) & (n_lo > 0)
+    if not ok.any():
+        return p
+    k_hi, n_hi, k_lo, n_lo = k_hi[ok], n_hi[ok], k_lo[ok], n_lo[ok]
+    total = n_hi + n_lo
+    successes = k_hi + k_lo
+    top = np.minimum(successes, n_hi)
+    log_fact = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, total.max() + 1)))])
+
+    def log_comb(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return log_fact[a] - log_fact[b] - log_fact[a - b]
+
+    width = int((top - k_hi).max()) + 1
+    tail = np.empty(k_hi.shape)
+    chunk = max(1, 4_000_000 // width)
+    for start in range(0, len(k_hi), chunk):
+        rows = slice(start, start + chunk)
+        x = k_hi[rows, None] + np.arange(width)[None, :]
+        inside = x <= top[rows, None]
+        x = np.where(inside, x, k_hi[rows, None])
+        log_pmf = (
+            log_comb(successes[rows, None], x)
+            + log_comb((total - successes)[rows, None], n_hi[rows, None] - x)
+            - log_comb(total[rows], n_hi[rows])[:, None]
+        )
+        tail[rows] = np.where(inside, np.exp(log_pmf), 0.0).sum(axis=1)
+    p[ok] = np.clip(tail, 0.0, 1.0)
+    return p
+
+
+def bh_adjust(p: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (q-values); NaN entries are not tests."""
+    p = np.asarray(p, dtype=float)
+    q = np.full(p.shape, np.nan)
+    tested = ~np.isnan(p)
+    m = int(tested.sum())
+    if m == 0:
+        return q
+    values = p[tested]
+    order = np.argsort(values, kind="stable")
+    ranked = values[order] * m / np.arange(1, m + 1)
+    ranked = np.minimum.accumulate(ranked[::-1])[::-1]
+    adjusted = np.empty(m)
+    adjusted[order] = np.clip(ranked, 0.0, 1.0)
+    q[tested] = adjusted
+    return q
+
+
+def curves(graded: pl.DataFrame) -> pl.DataFrame:
+    """P(f) per question and level from a GRADED table, plus the original at f = 1.
+
+    A continuation whose consistency is null (its answer or the original's is missing) is
+    left out of P(f) and counted in `n_missing`. At f = 1 the original is its own single,
+    consistent sample: P(1) = 1 by construction, null when the original answer is missing.
+    """
+    beyond = graded.filter(pl.col("level") >= 1)
+    if beyond.height:
+        row = beyond.row(0, named=True)
+        raise ValueError(
+            f"question {row['question_id']!r}: graded level {row['level']} is not below 1; "
+            "f = 1 is the original response and must not be resampled"
+        )
+    sampled = graded.group_by([*_QUESTION, "level"]).agg(
+        n_graded=pl.col("is_consistent").is_not_null().sum(),
+        n_missing=pl.col("is_consistent").is_null().sum(),
+        n_consistent=pl.col("is_consistent").sum(),
+        p_right=pl.col("is_right").mean(),
+        p_stump=pl.col("is_stump").mean(),
+        stump_answer=pl.col("stump_answer").first(),
+        stump_is_right=pl.col("stump_is_right").first(),
+        stump_is_consistent=pl.col("stump_is_consistent").first(),
+    )
+    present = pl.col("orig_answer").is_not_null()
+    orig = (
+        graded.group_by(_QUESTION)
+        .agg(pl.col("orig_answer").first(), pl.col("orig_is_right").first())
+        .select(
+            *_QUESTION,
+            level=pl.lit(1.0),
+            n_graded=present.cast(pl.UInt32),
+            n_missing=(~present).cast(pl.UInt32),
+            n_consistent=present.cast(pl.UInt32),
+            p_right=pl.col("orig_is_right").cast(pl.Float64),
+            p_stump=pl.when(present).then(1.0),
+            stump_answer=pl.col("orig_answer"),
+            stump_is_right=pl.col("orig_is_right"),
+            stump_is_consistent=pl.when(present).then(True),
+        )
+    )
+    out = (
+        pl.concat([sampled, orig], how="vertical_relaxed")
+        .with_columns(
+            pl.col("n_graded", "n_missing", "n_consistent").cast(pl.Int32),
+            p_consistent=pl.when(pl.col("n_graded") > 0).then(
+                pl.col("n_consistent") / pl.col("n_graded")
+            ),
+        )
+        .sort(*_QUESTION, "level")
+    )
+    low, high = wilson_interval(out["n_consistent"].to_numpy(), out["n_graded"].to_numpy())
+    at_one = pl.col("level") == 1.0
+    return out.with_columns(
+        ci_low=pl.when(at_one).then(pl.col("p_consistent")).otherwise(pl.Series(low)),
+        ci_high=pl.when(at_one).then(pl.col("p_consistent")).otherwise(pl.Series(high)),
+    ).with_columns(pl.col("ci_low", "ci_high").fill_nan(None))
+
+
+def steps(curve: pl.DataFrame) -> pl.DataFrame:
+    """Every step between consecutive levels with a defined P(f), with its test.
+
+    Levels where nothing could be graded are skipped. The step into f = 1 compares the last
+    sampled level with P(1) = 1 counted as if measured with as many samples as that level:
+    the exact P(1) would make any inconsistent sample significant, and this is the
+    conservative choice that keeps the last step as hard to call as the others.
+    """
+    defined = curve.filter(pl.col("p_consistent").is_not_null()).sort(*_QUESTION, "level")
+    nxt = {
+        name: pl.col(col).shift(-1).over(_QUESTION)
+        for name, col in [
+            ("level_hi", "level"),
+            ("p_hi", "p_consistent"),
+            ("k_hi", "n_consistent"),
+            ("n_hi", "n_graded"),
+        ]
+    }
+    out = (
+        defined.select(
+            *_QUESTION,
+            pl.col("level").alias("level_lo"),
+            pl.col("p_consistent").alias("p_lo"),
+            pl.col("n_consistent").alias("k_lo"),
+            pl.col("n_graded").alias("n_lo"),
+            **nxt,
+        )
+        .filter(pl.col("level_hi").is_not_null())
+        .with_columns(
+            rise=(pl.col("p_hi") - pl.col("p_lo")).round(_DECIMALS),
+            k_hi=pl.when(pl.col("level_hi") == 1.0).then(pl.col("n_lo")).otherwise(pl.col("k_hi")),
+            n_hi=pl.when(pl.col("level_hi") == 1.0).then(pl.col("n_lo")).otherwise(pl.col("n_hi")),
+        )
+    )
+    p = fisher_greater(
+        out["k_hi"].to_numpy(),
+        out["n_hi"].to_numpy(),
+        out["k_lo"].to_numpy(),
+        out["n_lo"].to_numpy(),
+    )
+    return out.with_columns(p_value=pl.Series(p, dtype=pl.Float64).fill_nan(None))
+
+
+def detect(
+    graded: pl.DataFrame,
+    truncated: pl.DataFrame,
+    base: pl.DataFrame,
+    *,
+    jump: float,
+    drop: float,
+    fdr: float,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Curves and windows of one run: every dataset of a model at once.
+
+    The Benjamini-Hochberg control spans every step of every question passed in, so pass
+    the whole run. Returns (CURVES, WINDOWS) frames; split them by `dataset` to write.
+    """
+    curve = curves(graded)
+    step = steps(curve)
+    step = step.with_columns(
+        q_value=pl.Series(bh_adjust(step["p_value"].to_numpy()), dtype=pl.Float64).fill_nan(None)
+    )
+    largest = (
+        step.sort([*_QUESTION, "rise", "level_lo"], descending=[False, False, True, False])
+        .group_by(_QUESTION, maintain_order=True)
+        .first()
+        .select(*_QUESTION, "level_lo", "level_hi", "p_value", "q_value", jump=pl.col("rise"))
+    )
+    falls = step.group_by(_QUESTION).agg(max_drop=(-pl.col("rise")).max().clip(lower_bound=0.0))
+    levels = curve.group_by(_QUESTION).agg(n_levels=pl.col("p_consistent").is_not_null().sum())
+    questions = graded.group_by(_QUESTION).agg(
+        pl.col("gold", "orig_answer", "direct_answer", "orig_is_right", "direct_is_right").first()
+    )
+    found = (
+        questions.join(levels, on=_QUESTION, how="left")
+        .join(largest, on=_QUESTION, how="left")
+        .join(falls, on=_QUESTION, how="left")
+        .with_columns(
+            significant=pl.col("q_value") <= fdr,
+            has_window=pl.when(pl.col("level_lo").is_not_null()).then(
+                (pl.col("jump") > jump) & (pl.col("max_drop") <= drop)
+            ),
+        )
+    )
+    windows = _spans(found, truncated, base).sort(_QUESTION)
+    return curve, windows
+
+
+def _spans(found: pl.DataFrame, truncated: pl.DataFrame, base: pl.DataFrame) -> pl.DataFrame:
+    """Token and character span, and text, of each window in the original response."""
+    cuts = truncated.select("question_id", "level", "cut_tokens", "char_offset")
+    lower = cuts.rename(
+        {"level": "level_lo", "cut_tokens": "token_start", "char_offset": "char_start"}
+    )
+    upper = cuts.rename({"level": "level_hi", "cut_tokens": "token_end", "char_offset": "char_end"})
+    response = base.select(
+        "question_id",
+        "response_text",
+        "n_response_tokens",
+        n_chars=pl.col("response_text").str.len_chars(),
+    )
+    whole = pl.col("level_hi") == 1.0
+    out = (
+        found.join(lower, on=["question_id", "level_lo"], how="left")
+        .join(upper, on=["question_id", "level_hi"], how="left")
+        .join(response, on="question_id", how="left")
+        .with_columns(
+            token_end=pl.when(whole).then(pl.col("n_response_tokens")).otherwise("token_end"),
+            char_end=pl.when(whole).then(pl.col("n_chars")).otherwise("char_end"),
+        )
+    )
+    lost = out.filter(
+        pl.col("has_window")
+        & pl.any_horizontal(pl.col("response_text", "char_start", "char_end").is_null())
+    )
+    if lost.height:
+        row = lost.row(0, named=True)
+        raise ValueError(
+            f"question {row['question_id']!r}: the window {row['level_lo']} -> {row['level_hi']} "
+            "has no cut in the truncated table or no response in the base table "
+            f"({lost.height} windows affected); the tables are from different runs, re-run "
+            "truncation and grading"
+        )
+    span = ["token_start", "token_end", "char_start", "char_end"]
+    return out.with_columns(
+        *(pl.when(pl.col("has_window")).then(pl.col(c)).cast(pl.Int32).alias(c) for c in span),
+        window_text=pl.when(pl.col("has_window")).then(
+            pl.col("response_text").str.slice(
+                pl.col("char_start"), pl.col("char_end") - pl.col("char_start")
+            )
+        ),
+    ).drop("response_text", "n_response_tokens", "n_chars")

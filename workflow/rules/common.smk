@@ -1,0 +1,83 @@
+import hashlib
+from pathlib import Path
+
+PACKAGE = Path(workflow.basedir) / "src" / "critical_windows"
+MODELS = config["models"]
+DATASETS = config["datasets"]
+SHARDS = [f"{i:03d}" for i in range(config["shards"])]
+# Outputs of the model stages are gathered from one job per (model, shard) that covers
+# every dataset, so that an engine starts once per stage, not once per dataset.
+SHARD_TABLES = ["base", "resampled", "elicited"]
+
+
+wildcard_constraints:
+    model="|".join(map(re.escape, MODELS)),
+    dataset="|".join(map(re.escape, DATASETS)),
+    shard=r"\d{3}",
+    table="|".join(SHARD_TABLES),
+
+
+def code_version(*modules):
+    """Digest of the package modules a stage runs, so that editing them re-runs it."""
+    digest = hashlib.sha256()
+    for name in ("__init__", "tables", *modules):
+        digest.update((PACKAGE / f"{name}.py").read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def model_path(wildcards):
+    """The folder or hub id the engine loads for {model}."""
+    path = MODELS[wildcards.model]["path"]
+    return "results/models/embedded" if path == "embedded" else path
+
+
+def model_input(wildcards):
+    """The embedded model's folder is built by a rule; hub ids and folders are inputs as they are."""
+    path = MODELS[wildcards.model]["path"]
+    if path == "embedded":
+        return ["results/models/embedded"]
+    return [path] if Path(path).exists() else []
+
+
+def dataset_tables(wildcards=None):
+    return expand("results/datasets/{dataset}.parquet", dataset=DATASETS)
+
+
+def model_tables(table):
+    """Input function: one table for every dataset of {model}."""
+
+    def inputs(wildcards):
+        return expand(
+            "results/{model}/{dataset}/{table}.parquet",
+            model=wildcards.model,
+            dataset=DATASETS,
+            table=table,
+        )
+
+    return inputs
+
+
+def shard_outputs(table):
+    return expand(
+        "results/{{model}}/shards/{table}/{{shard}}/{dataset}.parquet",
+        table=table,
+        dataset=DATASETS,
+    )
+
+
+def final_targets():
+    """Summary, explorer and every figure of every model (FIGURES is in report.smk)."""
+    targets = []
+    for model in MODELS:
+        targets += [
+            f"results/{model}/summary.csv",
+            f"results/{model}/summary.md",
+            f"results/{model}/explorer.html",
+        ]
+        targets += expand(
+            "results/{model}/figures/{figure}.{ext}",
+            model=model,
+            figure=FIGURES,
+            ext=["html", "png"],
+        )
+    return targets

@@ -1,0 +1,69 @@
+# The figures of critical_windows.figures.FIGURES, in the report's order.
+FIGURES = [
+    "accuracy",
+    "consistency",
+    "window_share",
+    "accuracy_by_window",
+    "stump_vs_consistency",
+    "window_positions",
+    "question_curves",
+]
+
+
+wildcard_constraints:
+    figure="|".join(FIGURES),
+
+
+rule plot_figure:
+    input:
+        curves=model_tables("curves"),
+        windows=model_tables("windows"),
+    output:
+        html="results/{model}/figures/{figure}.html",
+        png=report(
+            "results/{model}/figures/{figure}.png",
+            caption="../report/figure.rst",
+            category="Figures",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": "{figure}"},
+        ),
+    log:
+        "results/logs/plot_figure/{model}/{figure}.log",
+    benchmark:
+        "results/benchmarks/plot_figure/{model}/{figure}.tsv"
+    params:
+        # spliced into report/figure.rst when the report is built
+        caption=lambda wc: Path(
+            workflow.basedir, "workflow", "report", f"{wc.figure}.rst"
+        ).read_text(),
+        code=code_version("windows", "summary", "figures"),
+    script:
+        "../scripts/plot_figure.py"
+
+
+rule build_explorer:
+    input:
+        questions=dataset_tables(),
+        base=model_tables("base"),
+        truncated=model_tables("truncated"),
+        curves=model_tables("curves"),
+        windows=model_tables("windows"),
+    output:
+        html=report(
+            "results/{model}/explorer.html",
+            caption="../report/explorer.rst",
+            category="Explorer",
+            subcategory="{model}",
+        ),
+    log:
+        "results/logs/build_explorer/{model}.log",
+    benchmark:
+        "results/benchmarks/build_explorer/{model}.tsv"
+    params:
+        # Not in the config schema yet: the page stays light with 100 per dataset.
+        questions_per_dataset=config.get("explorer", {}).get(
+            "questions_per_dataset", 100
+        ),
+        code=code_version("summary", "explorer"),
+    script:
+        "../scripts/build_explorer.py"

@@ -1,0 +1,44 @@
+rule detect_windows:
+    input:
+        graded=model_tables("graded"),
+        truncated=model_tables("truncated"),
+        base=model_tables("base"),
+    output:
+        curves=expand("results/{{model}}/{dataset}/curves.parquet", dataset=DATASETS),
+        windows=expand("results/{{model}}/{dataset}/windows.parquet", dataset=DATASETS),
+    log:
+        "results/logs/detect_windows/{model}.log",
+    benchmark:
+        "results/benchmarks/detect_windows/{model}.tsv"
+    params:
+        datasets=DATASETS,
+        jump=config["windows"]["jump"],
+        drop=config["windows"]["drop"],
+        fdr=config["windows"]["fdr"],
+        code=code_version("windows"),
+    script:
+        "../scripts/detect_windows.py"
+
+
+rule summarize_run:
+    input:
+        curves=model_tables("curves"),
+        windows=model_tables("windows"),
+    output:
+        csv=report(
+            "results/{model}/summary.csv",
+            caption="../report/summary.rst",
+            category="Summary",
+            subcategory="{model}",
+        ),
+        md="results/{model}/summary.md",
+    log:
+        "results/logs/summarize_run/{model}.log",
+    benchmark:
+        "results/benchmarks/summarize_run/{model}.tsv"
+    params:
+        datasets=DATASETS,
+        thresholds=config["windows"],
+        code=code_version("summary"),
+    script:
+        "../scripts/summarize_run.py"

@@ -1,0 +1,36 @@
+"""Rule detect_windows: consistency curves and critical windows of every dataset of a model."""
+
+import sys
+
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)  # noqa: SIM115
+
+import polars as pl  # noqa: E402
+
+from critical_windows import tables, windows  # noqa: E402
+
+
+def read(paths, schema):
+    return pl.concat([tables.read_table(p, schema) for p in paths], how="vertical")
+
+
+params = snakemake.params
+curves, found = windows.detect(
+    read(snakemake.input.graded, tables.GRADED),
+    read(snakemake.input.truncated, tables.TRUNCATED),
+    read(snakemake.input.base, tables.BASE),
+    jump=params.jump,
+    drop=params.drop,
+    fdr=params.fdr,
+)
+meta = {"jump": params.jump, "drop": params.drop, "fdr": params.fdr}
+for dataset, curve_path, window_path in zip(
+    params.datasets, snakemake.output.curves, snakemake.output.windows, strict=True
+):
+    mine = pl.col("dataset") == dataset
+    tables.write_table(curves.filter(mine), curve_path, tables.CURVES, meta)
+    tables.write_table(found.filter(mine), window_path, tables.WINDOWS, meta)
+    w = found.filter(mine)
+    print(
+        f"{dataset}: {w.height} questions, {w['has_window'].sum()} with a window, "
+        f"{(w['has_window'] & w['significant']).sum()} of them significant"
+    )

@@ -1,0 +1,17 @@
+"""Rule plot_figure: one figure of a model's run, as self-contained HTML and PNG."""
+
+import sys
+
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)  # noqa: SIM115
+
+import polars as pl  # noqa: E402
+
+from critical_windows import figures, tables  # noqa: E402
+
+figures.render(
+    snakemake.wildcards.figure,
+    pl.concat([tables.read_table(p, tables.CURVES) for p in snakemake.input.curves]),
+    pl.concat([tables.read_table(p, tables.WINDOWS) for p in snakemake.input.windows]),
+    html=snakemake.output.html,
+    png=snakemake.output.png,
+)

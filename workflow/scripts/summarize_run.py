@@ -1,0 +1,18 @@
+"""Rule summarize_run: the headline numbers of a model's run as CSV and Markdown."""
+
+import sys
+
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)  # noqa: SIM115
+
+import polars as pl  # noqa: E402
+
+from critical_windows import summary, tables  # noqa: E402
+
+curves = pl.concat([tables.read_table(p, tables.CURVES) for p in snakemake.input.curves])
+found = pl.concat([tables.read_table(p, tables.WINDOWS) for p in snakemake.input.windows])
+numbers = summary.summarize(
+    curves, found, snakemake.wildcards.model, datasets=snakemake.params.datasets
+)
+summary.write_atomic(snakemake.output.csv, numbers.write_csv())
+summary.write_atomic(snakemake.output.md, summary.to_markdown(numbers, snakemake.params.thresholds))
+print(numbers)
