@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 EMPTY = "empty_response"
@@ -63,8 +63,27 @@ def missing_after_finish(reason: str | None, finish_reason: str | None) -> str |
 # --------------------------------------------------------------------------- shared
 
 _TEXT_COMMAND = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
-_ANSWER_WORD = r"\banswer\b(?:\s+to\s+(?:this|the)\s+(?:question|problem))?"
+# "answer", but not the prompt's placeholder ANSWER, which models often echo.
+_ANSWER_WORD = r"\b(?-i:(?!ANSWER\b))answer\b(?:\s+to\s+(?:this|the)\s+(?:question|problem))?"
 _VERB = r"(?:is|are|would\s+be|should\s+be|will\s+be|must\s+be|has\s+to\s+be|=)"
+
+
+_LOOSE_ANSWER = re.compile(r"\b(?-i:(?!ANSWER\b))answer\b", re.IGNORECASE)
+_LOOSE_VERB = re.compile(r"\s(?:is|was|would\s+be|=)\s*:?\s*", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"(?:[.!?;](?=\s|$)|\n)")
+
+
+def _loose_anchor_ends(text: str) -> Iterator[int]:
+    """Where an answer may start after "answer ... is" within one sentence.
+
+    For answers such as "The single most likely answer to the question of how many
+    divisors 196 has is 1." Every "is" of the sentence is offered, first to last.
+    """
+    for answer in _LOOSE_ANSWER.finditer(text):
+        end = _SENTENCE_END.search(text, answer.end())
+        limit = min(end.start() if end else len(text), answer.end() + 150)
+        for verb in _LOOSE_VERB.finditer(text, answer.end(), limit):
+            yield verb.end()
 
 
 def _strip_text_commands(text: str) -> str:
@@ -139,7 +158,6 @@ _NAMED = re.compile(
 )
 _PARENS = re.compile(r"[(\[]([A-Z])[)\]]")
 _LINE_START = re.compile(r"^[ \t]*([A-Z])[).:](?=\s)", re.MULTILINE)
-_SENTENCE_END = re.compile(r"(?:[.!?;](?=\s|$)|\n)")
 
 
 def _clean_choice_text(text: str) -> str:
@@ -208,10 +226,12 @@ def extract_letter(text: str | None, n_choices: int) -> Extraction:
     """The letter a multiple-choice answer commits to, among the first `n_choices` letters.
 
     In order of confidence: a letter right after "answer is"/"answer:"/"the correct option
-    is"/"I choose"; a `\\boxed{}` letter; a letter opening the response ("B) Paris") unless
-    the response lists several options; "option B", "choice (B)" or "(B)" anywhere, when
-    they name one choice only. Missing reasons: empty_response, ambiguous (several choices
-    at once), letter_out_of_range (only letters the question lacks), no_answer.
+    is"/"I choose"; a `\\boxed{}` letter; a letter after "answer ... is" in one sentence
+    ("the answer to the question of which gas ... is (B)"); a letter opening the response
+    ("B) Paris") unless the response lists several options; "option B", "choice (B)" or
+    "(B)" anywhere, when they name one choice only. Missing reasons: empty_response,
+    ambiguous (several choices at once), letter_out_of_range (only letters the question
+    lacks), no_answer.
     """
     if text is None or not text.strip():
         return Extraction(None, EMPTY)
@@ -241,6 +261,11 @@ def extract_letter(text: str | None, n_choices: int) -> Extraction:
     if boxed is not None:
         inner = boxed[0].strip().strip("()[] ")
         if len(inner) == 1 and inner.isalpha() and (found := verdict(inner.upper(), None)):
+            return found
+
+    for end in _loose_anchor_ends(clean):
+        match = _LETTER.match(clean, end)
+        if match and (found := verdict(_letter_of(match), match.end())):
             return found
 
     listed = _listed_letters(clean, valid)
@@ -323,7 +348,9 @@ def _plain_math(line: str, strong: bool) -> str | None:
     ":") one or two plain words ("Monday", "even") are a text answer, as MATH writes them.
     """
     stop = _STOP.search(line)
-    sentence = re.sub(r"\*+", "", line[: stop.start()] if stop else line).strip()
+    # Markdown emphasis goes; a product such as 6*n stays.
+    emphasis = r"(?:^|(?<=\s))\*+(?=\S)|(?<=\S)\*+(?=$|\s|[.,;:!?])"
+    sentence = re.sub(emphasis, "", line[: stop.start()] if stop else line).strip()
     kept: list[str] = []
     for token in sentence.split():
         if not _is_math_token(token):
@@ -364,8 +391,9 @@ def extract_math(text: str | None) -> Extraction:
 
     In order of confidence: what follows "The answer is" / "Final answer:" (a `$...$`,
     `$$...$$`, `\\(...\\)` or `\\[...\\]` environment, a `\\boxed{}`, or plain text such as
-    "12 cm." -> "12"); the first `\\boxed{}` anywhere; a response that is nothing but one
-    expression. Whether it parses is decided by grading.
+    "12 cm." -> "12"); the first `\\boxed{}` anywhere; what follows "answer ... is" in one
+    sentence ("the answer to the question of how many divisors 196 has is 1."); a response
+    that is nothing but one expression. Whether it parses is decided by grading.
     """
     if text is None or not text.strip():
         return Extraction(None, EMPTY)
@@ -377,6 +405,9 @@ def extract_math(text: str | None) -> Extraction:
     boxed = _first_boxed(clean)
     if boxed is not None and (answer := _tidy_math(boxed[0])) is not None:
         return Extraction(answer)
+    for end in _loose_anchor_ends(clean):
+        if (answer := _math_after(clean, end, strong=False)) is not None:
+            return Extraction(answer)
     whole = clean.strip().split("\n", 1)[0]
     if whole.startswith(("$", r"\(", r"\[")) or all(map(_is_math_token, whole.split())):
         answer = _math_after(whole, 0, strong=False)

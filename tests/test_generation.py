@@ -1,0 +1,236 @@
+"""The model stages: prompts, truncation and the journal with a fake backend; the real
+backends against each other; and a real tiny run of the workflow, killed and resumed."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+from conftest import SNAKEMAKE, TINY_CONFIG, make_workdir, snakemake
+
+from critical_windows import prompts, tables
+from critical_windows.backends import Completion, EngineSettings, Sampling
+from critical_windows.generation import (
+    Generator,
+    StageSettings,
+    cut_length,
+    derive_seed,
+    in_shard,
+    truncate_responses,
+)
+from critical_windows.journal import Journal
+
+
+def test_cut_length_is_exact_floor() -> None:
+    assert cut_length(0.3, 10) == 3
+    assert cut_length(0.29, 100) == 29  # 0.29 * 100 is 28.999999999999996 in floats
+    assert cut_length(0.05, 19) == 0
+    assert cut_length(0.9, 101) == 90
+
+
+def test_seeds_and_shards_are_stable() -> None:
+    assert derive_seed(2243, "math-0001", 0.3, "resample") == derive_seed(
+        2243, "math-0001", 0.3, "resample"
+    )
+    assert derive_seed(2243, "math-0001", 0.3, "resample") != derive_seed(
+        2243, "math-0001", 0.5, "resample"
+    )
+    ids = [f"mmlu-anatomy-{i:04d}" for i in range(200)]
+    shards = [[q for q in ids if in_shard(q, s, 3)] for s in range(3)]
+    assert sorted(sum(shards, [])) == ids
+    assert all(30 < len(s) < 110 for s in shards)
+
+
+class FakeBackend:
+    """Echoes a fixed continuation; counts what it was asked for."""
+
+    name = "fake"
+    max_model_len = 1000
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.calls: list[int] = []
+
+    def generate(self, prompts_, params):
+        self.calls.append(len(prompts_))
+        return [
+            [Completion((7, 8, 9), f"sample {i}", "length") for i in range(p.n)] for p in params
+        ]
+
+
+def _settings(**kw) -> StageSettings:
+    base = dict(
+        model="m",
+        model_path="m",
+        revision=None,
+        backend="fake",
+        engine=EngineSettings(),
+        temperature=0.6,
+        top_p=0.9,
+        max_tokens=50,
+        seed=1,
+        samples_per_level=3,
+        elicitation_max_tokens=10,
+        code="c",
+        batch_size=2,
+    )
+    return StageSettings(**{**base, **kw})
+
+
+def test_journal_resumes_without_regenerating(tmp_path: Path) -> None:
+    backend = FakeBackend(tokenizer=None)
+    gen = Generator(backend, Journal(tmp_path), _settings())
+    reqs = [gen.request([1, 2, i], Sampling(0.6, 0.9, 50, 3, i), f"r{i}") for i in range(5)]
+    first = gen.run(reqs, "test")
+    assert backend.calls == [2, 2, 1] and len(first) == 5
+    again = Generator(FakeBackend(None), Journal(tmp_path), _settings())
+    assert again.run(reqs, "test") == first
+    assert again.backend.calls == []
+    # A changed setting is a different request: nothing stale is reused.
+    other = Generator(FakeBackend(None), Journal(tmp_path), _settings(code="d"))
+    other.run([other.request([1, 2, 0], Sampling(0.6, 0.9, 50, 3, 0), "r0")], "test")
+    assert other.backend.calls == [1]
+
+
+def test_request_is_capped_by_the_context(tmp_path: Path) -> None:
+    gen = Generator(FakeBackend(None), Journal(tmp_path), _settings())
+    req = gen.request(list(range(990)), Sampling(0.6, 0.9, 50), "long")
+    assert req.sampling.max_tokens == 10
+    with pytest.raises(ValueError, match="long: the prompt has 1000 tokens"):
+        gen.request(list(range(1000)), Sampling(0.6, 0.9, 50), "long")
+
+
+@pytest.fixture(scope="module")
+def tokenizer(embedded_model: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(embedded_model)
+
+
+def test_prompts_use_the_chat_template(tokenizer) -> None:
+    ids = prompts.render(tokenizer, prompts.cot_messages("What is 2+2?", "math"), prompts.PREFILL)
+    text = tokenizer.decode(ids)
+    assert text.startswith(
+        "<|im_start|>system\nProduce a correct solution to the following math question.<|im_end|>"
+    )
+    assert text.endswith("<|im_start|>assistant\nLet's think step by step: ")
+    mc = tokenizer.decode(
+        prompts.render(
+            tokenizer, prompts.elicit_messages("Q?\n\n(A) x\n(B) y", "science", "multiple_choice", "so B")
+        )
+    )
+    assert "Let's think step by step: so B<|im_end|>" in mc
+    assert 'format "The answer is ANSWER"' in mc and "LaTeX" not in mc
+    math = tokenizer.decode(
+        prompts.render(tokenizer, prompts.elicit_messages("1+1?", "math", "math", "2"))
+    )
+    assert "Simplify it completely" in math and 'format "The answer is $ANSWER$"' in math
+
+
+def test_truncation_on_real_tokens(tokenizer) -> None:
+    text = "First, 12 * 3 = 36. Then 36 + 4 = 40. The answer is 40 — naïve but right."
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    base = pl.DataFrame(
+        {"question_id": ["q"], "response_token_ids": [ids], "response_text": [text]}
+    )
+    t = truncate_responses(base, [0.9, 0.05, 0.5], tokenizer)
+    assert t["level"].to_list() == [0.05, 0.5, 0.9]
+    for row in t.to_dicts():
+        assert row["cut_tokens"] == cut_length(row["level"], len(ids))
+        assert row["prefix_token_ids"] == ids[: row["cut_tokens"]]
+        assert text[: row["char_offset"]] == row["prefix_text"]
+
+
+def test_vllm_and_transformers_agree_on_greedy_tokens(embedded_model: Path) -> None:
+    from critical_windows.backends import TransformersBackend, VLLMBackend
+
+    settings = EngineSettings(dtype="float32", max_model_len=1024, cpu_kv_cache_gib=1)
+    hf = TransformersBackend(str(embedded_model), settings)
+    questions = ["What is 17 * 3?", "Name the largest planet of the solar system."]
+    ids = [
+        prompts.render(hf.tokenizer, prompts.cot_messages(q, "science"), prompts.PREFILL)
+        for q in questions
+    ]
+    greedy = [Sampling(0.0, 1.0, 40)] * len(ids)
+    expected = hf.generate(ids, greedy)
+    got = VLLMBackend(str(embedded_model), settings).generate(ids, greedy)
+    for e, g in zip(expected, got, strict=True):
+        assert g[0].token_ids == e[0].token_ids
+        assert g[0].finish_reason == e[0].finish_reason
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, embedded_model: Path) -> Path:
+    """The tiny config through elicitation, with the resample stage killed once mid-way."""
+    config = {**TINY_CONFIG, "batch_size": 2}
+    work = make_workdir(tmp_path_factory.mktemp("tiny"), config, embedded_model)
+    targets = [f"results/smollm2/{d}/truncated.parquet" for d in config["datasets"]]
+    snakemake(work, *targets)
+    journal = work / "results/smollm2/.journal/resample_prefixes"
+    proc = subprocess.Popen(
+        [str(SNAKEMAKE), "--cores", "2", "--resources", "gpu=1", "--nolock", "--", "resample_prefixes"],
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 600
+    while not list(journal.glob("*.parquet")):
+        assert proc.poll() is None, "the resample stage ended before it could be killed"
+        assert time.monotonic() < deadline, "no journal chunk after 10 minutes"
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not list((work / "results/smollm2/shards/resampled").rglob("*.parquet"))
+    targets = [f"results/smollm2/{d}/elicited.parquet" for d in config["datasets"]]
+    snakemake(work, "--rerun-incomplete", *targets)
+    return work
+
+
+def test_resume_after_kill_keeps_finished_work(tiny_run: Path) -> None:
+    log = (tiny_run / "results/logs/smollm2/resample_prefixes/000.log").read_text()
+    found = re.search(r"resample_prefixes: (\d+) requests, (\d+) already journaled", log)
+    assert found, log[-2000:]
+    total, done = int(found[1]), int(found[2])
+    assert 0 < done < total
+
+
+def _load(work: Path, dataset: str, name: str, schema) -> pl.DataFrame:
+    return tables.read_table(work / f"results/smollm2/{dataset}/{name}.parquet", schema)
+
+
+@pytest.mark.parametrize("dataset", TINY_CONFIG["datasets"])
+def test_tiny_run_tables(tiny_run: Path, dataset: str) -> None:
+    n_q, levels, m = 2, TINY_CONFIG["levels"], TINY_CONFIG["samples_per_level"]
+    base = _load(tiny_run, dataset, "base", tables.BASE)
+    trunc = _load(tiny_run, dataset, "truncated", tables.TRUNCATED)
+    res = _load(tiny_run, dataset, "resampled", tables.RESAMPLED)
+    eli = _load(tiny_run, dataset, "elicited", tables.ELICITED)
+    assert base.height == n_q and set(base["finish_reason"]) <= {"stop", "length"}
+    assert trunc.height == n_q * len(levels)
+    assert res.height == n_q * len(levels) * m
+    assert res.select("question_id", "level", "sample").is_duplicated().sum() == 0
+    assert set(res["finish_reason"]) <= {"stop", "length"}
+    assert (res["n_tokens"] <= TINY_CONFIG["sampling"]["max_tokens"]).all()
+    ids = dict(zip(base["question_id"], base["response_token_ids"], strict=True))
+    for t in trunc.to_dicts():
+        full = ids[t["question_id"]]
+        assert t["cut_tokens"] == cut_length(t["level"], len(full))
+        assert t["prefix_token_ids"] == full[: t["cut_tokens"]]
+    counts = dict(eli.group_by("kind").len().iter_rows())
+    assert counts == {
+        "orig": n_q,
+        "direct": n_q,
+        "stump": n_q * len(levels),
+        "resample": n_q * len(levels) * m,
+    }
+    assert eli.filter(pl.col("kind") != "stump")["source_finish_reason"].null_count() == 0
+    assert set(eli["answer_finish_reason"]) <= {"stop", "length"}
+    meta = tables.read_metadata(tiny_run / f"results/smollm2/{dataset}/resampled.parquet")
+    assert meta["seed"] == 2243 and meta["temperature"] == 0.6 and "critical_windows_version" in meta

@@ -1,0 +1,141 @@
+def stage_settings(wildcards):
+    """The config as the model stages see it (see generation.StageSettings)."""
+    model = MODELS[wildcards.model]
+    return {
+        "model": wildcards.model,
+        "model_path": model_path(wildcards),
+        "revision": model.get("revision"),
+        "backend": config["backend"],
+        "engine": config["engine"],
+        "temperature": config["sampling"]["temperature"],
+        "top_p": config["sampling"]["top_p"],
+        "max_tokens": config["sampling"]["max_tokens"],
+        "seed": config["seed"],
+        "samples_per_level": config["samples_per_level"],
+        "elicitation_max_tokens": config["elicitation_max_tokens"],
+        "batch_size": config["batch_size"],
+    }
+
+
+GENERATION_CODE = code_version("backends", "generation", "journal", "prompts")
+
+
+rule generate_base:
+    input:
+        **{f"questions_{ds}": f"results/datasets/{ds}.parquet" for ds in DATASETS},
+        model=model_input,
+    output:
+        shard_outputs("base"),
+    params:
+        settings=stage_settings,
+        code=GENERATION_CODE,
+        journal=lambda w: f"results/{w.model}/.journal/generate_base",
+        shards=config["shards"],
+    resources:
+        gpu=1,
+        mem_mb=lambda wc, attempt: 16000 * attempt,
+        runtime=lambda wc, attempt: 120 * attempt,
+    log:
+        "results/logs/{model}/generate_base/{shard}.log",
+    benchmark:
+        "results/benchmarks/{model}/generate_base/{shard}.tsv"
+    script:
+        "../scripts/run_model_stage.py"
+
+
+rule truncate_responses:
+    input:
+        **{f"base_{ds}": f"results/{{model}}/{ds}/base.parquet" for ds in DATASETS},
+        model=model_input,
+    output:
+        expand("results/{{model}}/{dataset}/truncated.parquet", dataset=DATASETS),
+    params:
+        levels=config["levels"],
+        model_path=model_path,
+        revision=lambda w: MODELS[w.model].get("revision"),
+        code=code_version("backends", "generation"),
+    log:
+        "results/logs/{model}/truncate_responses.log",
+    benchmark:
+        "results/benchmarks/{model}/truncate_responses.tsv"
+    script:
+        "../scripts/truncate_responses.py"
+
+
+rule resample_prefixes:
+    input:
+        **{
+            f"base_{ds}": f"results/{{model}}/{ds}/base.parquet"
+            for ds in DATASETS
+        },
+        **{
+            f"truncated_{ds}": f"results/{{model}}/{ds}/truncated.parquet"
+            for ds in DATASETS
+        },
+        model=model_input,
+    output:
+        shard_outputs("resampled"),
+    params:
+        settings=stage_settings,
+        code=GENERATION_CODE,
+        journal=lambda w: f"results/{w.model}/.journal/resample_prefixes",
+        shards=config["shards"],
+    resources:
+        gpu=1,
+        mem_mb=lambda wc, attempt: 16000 * attempt,
+        runtime=lambda wc, attempt: 240 * attempt,
+    log:
+        "results/logs/{model}/resample_prefixes/{shard}.log",
+    benchmark:
+        "results/benchmarks/{model}/resample_prefixes/{shard}.tsv"
+    script:
+        "../scripts/run_model_stage.py"
+
+
+rule elicit_answers:
+    input:
+        **{f"questions_{ds}": f"results/datasets/{ds}.parquet" for ds in DATASETS},
+        **{
+            f"{t}_{ds}": f"results/{{model}}/{ds}/{t}.parquet"
+            for t in ("base", "truncated", "resampled")
+            for ds in DATASETS
+        },
+        model=model_input,
+    output:
+        shard_outputs("elicited"),
+    params:
+        settings=stage_settings,
+        code=GENERATION_CODE,
+        journal=lambda w: f"results/{w.model}/.journal/elicit_answers",
+        shards=config["shards"],
+    resources:
+        gpu=1,
+        mem_mb=lambda wc, attempt: 16000 * attempt,
+        runtime=lambda wc, attempt: 240 * attempt,
+    log:
+        "results/logs/{model}/elicit_answers/{shard}.log",
+    benchmark:
+        "results/benchmarks/{model}/elicit_answers/{shard}.tsv"
+    script:
+        "../scripts/run_model_stage.py"
+
+
+rule gather_shards:
+    input:
+        lambda w: expand(
+            "results/{model}/shards/{table}/{shard}/{dataset}.parquet",
+            model=w.model,
+            table=w.table,
+            dataset=DATASETS,
+            shard=SHARDS,
+        ),
+    output:
+        expand("results/{{model}}/{dataset}/{{table}}.parquet", dataset=DATASETS),
+    params:
+        code=code_version("generation"),
+    log:
+        "results/logs/{model}/gather_shards/{table}.log",
+    benchmark:
+        "results/benchmarks/{model}/gather_shards/{table}.tsv"
+    script:
+        "../scripts/gather_shards.py"

@@ -1,0 +1,19 @@
+rule grade_answers:
+    input:
+        questions="results/datasets/{dataset}.parquet",
+        elicited="results/{model}/{dataset}/elicited.parquet",
+    output:
+        graded="results/{model}/{dataset}/graded.parquet",
+        missing="results/{model}/{dataset}/missing.csv",
+    log:
+        "results/logs/grade_answers/{model}/{dataset}.log",
+    benchmark:
+        "results/benchmarks/grade_answers/{model}/{dataset}.tsv"
+    threads: 4
+    params:
+        # math-verify results shared by every job and kept across runs; not an output,
+        # because losing it only costs time.
+        cache="results/.cache/equivalence.parquet",
+        code=code_version("extraction", "grading"),
+    script:
+        "../scripts/grade_answers.py"

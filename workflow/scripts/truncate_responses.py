@@ -1,0 +1,20 @@
+"""Rule truncate_responses: the prefixes of every base response, per level, for every
+dataset of a model in one job (loading a tokenizer costs more than truncating)."""
+
+import sys
+from pathlib import Path
+
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)  # noqa: SIM115
+
+from critical_windows import tables  # noqa: E402
+from critical_windows.backends import load_tokenizer  # noqa: E402
+from critical_windows.generation import truncate_responses  # noqa: E402
+
+tokenizer = load_tokenizer(snakemake.params.model_path, snakemake.params.revision)
+for out in snakemake.output:
+    dataset = Path(out).parent.name
+    base = tables.read_table(snakemake.input[f"base_{dataset}"], tables.BASE)
+    truncated = truncate_responses(base, snakemake.params.levels, tokenizer)
+    meta = {"levels": snakemake.params.levels, "model_path": snakemake.params.model_path}
+    tables.write_table(truncated, out, tables.TRUNCATED, meta)
+    print(f"{dataset}: {len(truncated)} prefixes of {len(base)} responses")
