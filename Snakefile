@@ -3,7 +3,11 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# config.yaml is the default; a --configfile given on the command line replaces it
+# (instead of being merged into it, which would keep the default's models).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
@@ -16,9 +20,11 @@ include: "workflow/rules/generation.smk"
 include: "workflow/rules/grading.smk"
 include: "workflow/rules/windows.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/synthetic.smk"
+include: "workflow/rules/structured.smk"
 
 
 rule all:
+    default_target: True
     input:
         final_targets(),
-    default_target: True

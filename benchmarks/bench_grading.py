@@ -189,22 +189,43 @@ def distinct_comparisons(graded: pl.DataFrame) -> tuple[int, int]:
     return len(pairs), len(pairs.filter(pl.col("a") != pl.col("b")))
 
 
+class _JudgeStats(logging.Handler):
+    """Keeps the math-verify counts that `grade` logs last ("parsed 12, verified 3, ...")."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.counts: dict[str, int] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "math-verify: " in message:
+            tail = message.split("math-verify: ", 1)[1]
+            pairs = (item.rsplit(" ", 1) for item in tail.split(", ") if " " in item)
+            self.counts = {name: int(n) for name, n in pairs}
+
+
 def run(questions: pl.DataFrame, elicited: pl.DataFrame, cache: Path, processes: int) -> dict:
+    stats = _JudgeStats()
+    logging.getLogger("critical_windows.grading").addHandler(stats)
     cpu_before = _cpu_seconds()
     start = time.perf_counter()
     graded, summary = grading.grade(questions, elicited, cache=cache, processes=processes)
     wall = time.perf_counter() - start
     cpu = _cpu_seconds() - cpu_before
+    logging.getLogger("critical_windows.grading").removeHandler(stats)
     tables.conform(graded, tables.GRADED, "graded")
     tables.conform(summary, tables.MISSING_SUMMARY, "summary")
-    pairs, verified = distinct_comparisons(graded)
+    pairs, unequal = distinct_comparisons(graded)
     return {
         "wall_s": wall,
         "cpu_s": cpu,
         "graded_rows": len(graded),
         "missing": int(summary["count"].sum()),
         "pairs": pairs,
-        "verified": verified,
+        "unequal_strings": unequal,
+        "parsed": stats.counts.get("parsed", 0),
+        "numerically_apart": stats.counts.get("numerically_apart", 0),
+        "verified": stats.counts.get("verified", 0),
         "math_answers": graded.filter(pl.col("answer_type") == "math")
         .select(pl.concat_list(f"{k}_answer" for k in grading.KINDS).explode().drop_nulls())
         .n_unique(),
@@ -241,7 +262,10 @@ def main() -> None:
     figures |= {
         "distinct_math_answers": cold["math_answers"],
         "distinct_math_comparisons": cold["pairs"],
-        "math_comparisons_verified": cold["verified"],
+        "of_unequal_strings": cold["unequal_strings"],
+        "math_strings_parsed": cold["parsed"],
+        "settled_numerically": cold["numerically_apart"],
+        "math_verify_calls": cold["verified"],
         "cold_wall_s": round(cold["wall_s"], 2),
         "cold_rows_per_s": round(len(elicited) / cold["wall_s"]),
         "cold_cpu_s": round(cold["cpu_s"], 2),

@@ -70,5 +70,7 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
         logs = "\n".join(
             f"--- {p}\n{p.read_text()[-3000:]}" for p in (workdir / "results/logs").rglob("*.log")
         )
-        raise AssertionError(f"snakemake {args} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}\n{logs}")
+        raise AssertionError(
+            f"snakemake {args} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}\n{logs}"
+        )
     return proc

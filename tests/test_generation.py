@@ -122,7 +122,8 @@ def test_prompts_use_the_chat_template(tokenizer) -> None:
     assert text.endswith("<|im_start|>assistant\nLet's think step by step: ")
     mc = tokenizer.decode(
         prompts.render(
-            tokenizer, prompts.elicit_messages("Q?\n\n(A) x\n(B) y", "science", "multiple_choice", "so B")
+            tokenizer,
+            prompts.elicit_messages("Q?\n\n(A) x\n(B) y", "science", "multiple_choice", "so B"),
         )
     )
     assert "Let's think step by step: so B<|im_end|>" in mc
@@ -174,7 +175,16 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, embedded_model: Path) -> 
     snakemake(work, *targets)
     journal = work / "results/smollm2/.journal/resample_prefixes"
     proc = subprocess.Popen(
-        [str(SNAKEMAKE), "--cores", "2", "--resources", "gpu=1", "--nolock", "--", "resample_prefixes"],
+        [
+            str(SNAKEMAKE),
+            "--cores",
+            "2",
+            "--resources",
+            "gpu=1",
+            "--nolock",
+            "--",
+            "resample_prefixes",
+        ],
         cwd=work,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -233,4 +243,6 @@ def test_tiny_run_tables(tiny_run: Path, dataset: str) -> None:
     assert eli.filter(pl.col("kind") != "stump")["source_finish_reason"].null_count() == 0
     assert set(eli["answer_finish_reason"]) <= {"stop", "length"}
     meta = tables.read_metadata(tiny_run / f"results/smollm2/{dataset}/resampled.parquet")
-    assert meta["seed"] == 2243 and meta["temperature"] == 0.6 and "critical_windows_version" in meta
+    assert (
+        meta["seed"] == 2243 and meta["temperature"] == 0.6 and "critical_windows_version" in meta
+    )

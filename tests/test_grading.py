@@ -178,6 +178,51 @@ def test_math_missing(text: str, reason: str) -> None:
     assert extract_math(text) == Extraction(None, reason)
 
 
+# Real follow-up answers of SmolLM2-135M-Instruct (the embedded model), greedy after a
+# sampled chain of thought, to the MATH-500 and ARC-Easy prompts of METHOD.md.
+SMOLLM2_MATH = [
+    ("The answer is $ANSWER$", None),
+    (
+        "The single most likely answer to the question is $\\sum_{j = 1}^\\infty \\frac{1}{j^3}$.",
+        "\\sum_{j = 1}^\\infty \\frac{1}{j^3}",
+    ),
+    (
+        "The single most likely answer to the question of how many positive whole-number "
+        "divisors 196 has is 1.",
+        "1",
+    ),
+    ("The answer is 6*n inches.", "6*n"),
+    ("The single most likely answer is 8.", "8"),
+]
+ARC_EASY_2 = ["safety goggles", "breathing mask", "rubber gloves", "lead apron"]
+SMOLLM2_CHOICE = [
+    (
+        'The single most likely answer to the question "Which piece of safety equipment is '
+        'used to keep mold spores from entering the respiratory system?" is a single answer: '
+        "safety goggles.",
+        "A",
+    ),
+    (
+        'The single most likely answer to the question "Which of the following is not a '
+        'logical fallacy?" is "The answer is not a logical fallacy."',
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "answer"), SMOLLM2_MATH)
+def test_smollm2_math_answers(text: str, answer: str | None) -> None:
+    assert extract_math(text).answer == answer
+    if answer is not None:
+        with grading.MathJudge(processes=1) as judge:
+            assert judge.parses([answer]) == {answer: True}
+
+
+@pytest.mark.parametrize(("text", "letter"), SMOLLM2_CHOICE)
+def test_smollm2_choice_answers(text: str, letter: str | None) -> None:
+    assert extract_choice(text, 4, ARC_EASY_2).answer == letter
+
+
 def test_cut_answers_get_their_own_reason() -> None:
     assert extraction.missing_after_finish("no_answer", "length") == "cut_by_max_tokens"
     assert extraction.missing_after_finish("unparseable", "length") == "cut_by_max_tokens"
@@ -259,22 +304,37 @@ def _slow_on_short_limits(items: list[str], limit: int) -> list[tuple[str, list 
     return [(s, None if limit < 10 else [1]) for s in items]
 
 
-def test_timeouts_are_retried_longer_and_not_cached(caplog: pytest.LogCaptureFixture) -> None:
+def _slow_on_one(items: list[str], limit: int) -> list[tuple[str, tuple | None]]:
+    return [(s, None if s == "slow" else (grading.parse_math(s), None)) for s in items]
+
+
+def test_timeouts_are_retried_longer_and_not_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     with grading.MathJudge(processes=1) as judge:
         assert judge._run(_slow_on_short_limits, ["a"], 5) == [("a", [1])]
-        with caplog.at_level(logging.WARNING):
-            assert judge._run(_slow_on_short_limits, ["a"], 1) == [("a", None)]
+        assert judge.stats["timeouts"] == 0
+
+    cache = tmp_path / "equivalence.parquet"
+    monkeypatch.setattr(grading, "_parse_chunk", _slow_on_one)
+    with caplog.at_level(logging.WARNING), grading.MathJudge(cache, processes=1) as judge:
+        assert judge.parses(["slow", "12"]) == {"slow": False, "12": True}
         assert judge.stats["timeouts"] == 1
-        assert "timed out twice" in caplog.text
+    assert "timed out twice on 'slow'" in caplog.text
+    assert pl.read_parquet(cache)["a"].to_list() == ["12"]
 
 
-def test_workers_give_the_same_results_and_run_off_the_main_thread() -> None:
+def test_workers_give_the_same_results_and_run_off_the_main_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     answers = [str(n) for n in range(40)] + [f"\\frac{{{n}}}{{2}}" for n in range(40)]
     pairs = [(a, b) for a in answers[:10] for b in answers[30:50]]
     with grading.MathJudge(processes=1) as judge:
         serial = judge.equivalent(pairs)
+    monkeypatch.setattr(grading, "PARALLEL_FROM", 1)
     with grading.MathJudge(processes=2) as judge:
         assert judge.equivalent(pairs) == serial
+        assert judge._pool is not None
     assert serial[("2", "\\frac{4}{2}")] is True
 
     found: dict = {}

@@ -75,7 +75,9 @@ def stop_token_ids(tokenizer: Any, model_path: str) -> list[int]:
     elif eos:
         ids.update(eos)
     if not ids:
-        raise ValueError(f"model {model_path}: neither tokenizer nor generation config names an eos")
+        raise ValueError(
+            f"model {model_path}: neither tokenizer nor generation config names an eos"
+        )
     return sorted(ids)
 
 
@@ -112,6 +114,10 @@ class VLLMBackend:
             # On CPU vLLM sizes its KV cache from the NUMA node's memory, which in
             # containers can be far less than the machine has: give it a fixed size.
             kwargs["kv_cache_memory_bytes"] = int(settings.cpu_kv_cache_gib * 2**30)
+            # A prompt split over steps (chunked prefill) rewinds its seeded generator,
+            # which CPU generators cannot do: prefill whole prompts instead.
+            kwargs["enable_chunked_prefill"] = False
+            kwargs["max_num_batched_tokens"] = max(settings.max_model_len, 8192)
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = settings.max_model_len
@@ -211,6 +217,12 @@ class TransformersBackend:
 def load_backend(
     name: str, model: str, settings: EngineSettings, revision: str | None = None
 ) -> Backend:
+    """The engine `name` for `model`; the model path "synthetic[:<preset>]" is the
+    synthetic model of `critical_windows.synthetic` whatever the backend."""
+    from critical_windows import synthetic
+
+    if synthetic.is_synthetic(model):
+        return synthetic.load(model, settings)
     if name == "vllm":
         return VLLMBackend(model, settings, revision)
     if name == "transformers":
@@ -220,6 +232,10 @@ def load_backend(
 
 def load_tokenizer(model: str, revision: str | None = None) -> Any:
     """The model's tokenizer alone, for stages that need no engine."""
+    from critical_windows import synthetic
+
+    if synthetic.is_synthetic(model):
+        return synthetic.SyntheticTokenizer()
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(model, revision=revision)

@@ -35,7 +35,7 @@ MISSING_REASONS = (EMPTY, NO_ANSWER, AMBIGUOUS, OUT_OF_RANGE, UNPARSEABLE, CUT, 
 - letter_out_of_range: only letters that the question does not have ("(E)" of four).
 - unparseable: a MATH answer was found but math-verify cannot read it as mathematics.
 - cut_by_max_tokens: no_answer or unparseable, and the answer hit its token limit.
-- not_elicited: there is no elicited answer at all for this text (a gap in the input).
+- not_elicited: the input has no elicited answer for this orig, stump or direct text.
 """
 
 LETTERS = string.ascii_uppercase
@@ -66,9 +66,7 @@ _TEXT_COMMAND = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox)\
 # "answer", but not the prompt's placeholder ANSWER, which models often echo.
 _ANSWER_WORD = r"\b(?-i:(?!ANSWER\b))answer\b(?:\s+to\s+(?:this|the)\s+(?:question|problem))?"
 _VERB = r"(?:is|are|would\s+be|should\s+be|will\s+be|must\s+be|has\s+to\s+be|=)"
-
-
-_LOOSE_ANSWER = re.compile(r"\b(?-i:(?!ANSWER\b))answer\b", re.IGNORECASE)
+_LOOSE_ANSWER = re.compile(_ANSWER_WORD, re.IGNORECASE)
 _LOOSE_VERB = re.compile(r"\s(?:is|was|would\s+be|=)\s*:?\s*", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"(?:[.!?;](?=\s|$)|\n)")
 

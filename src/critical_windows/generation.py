@@ -216,7 +216,9 @@ def _common_prefix(a: str, b: str) -> int:
 def resample_prefixes(gen: Generator, base: pl.DataFrame, truncated: pl.DataFrame) -> pl.DataFrame:
     """M continuations of every prefix, with the base sampling settings."""
     s = gen.settings
-    prompt_of = dict(zip(base["question_id"], base["prompt_token_ids"], strict=True))
+    prompt_of = dict(
+        zip(base["question_id"].to_list(), base["prompt_token_ids"].to_list(), strict=True)
+    )
     rows = truncated.select("question_id", "level", "prefix_token_ids").to_dicts()
     reqs = [
         gen.request(
@@ -288,9 +290,9 @@ def elicit_answers(
         add(b["question_id"], "orig", None, None, b["finish_reason"], b["response_text"])
     for t in truncated.select("question_id", "level", "prefix_text").to_dicts():
         add(t["question_id"], "stump", t["level"], None, None, t["prefix_text"])
-    for r in resampled.select("question_id", "level", "sample", "token_ids", "finish_reason").iter_rows(
-        named=True
-    ):
+    for r in resampled.select(
+        "question_id", "level", "sample", "token_ids", "finish_reason"
+    ).iter_rows(named=True):
         ids = prefix_of[(r["question_id"], r["level"])] + r["token_ids"]
         text = tok.decode(ids, skip_special_tokens=True)
         add(r["question_id"], "resample", r["level"], r["sample"], r["finish_reason"], text)

@@ -142,14 +142,20 @@ def verify_math(reference: list[Any], answer: list[Any], limit: int = VERIFY_TIM
     return False
 
 
-def _parse_chunk(strings: Sequence[str], limit: int) -> list[tuple[str, list[Any] | None]]:
-    """Each string with its parse, or None when parsing timed out."""
-    out: list[tuple[str, list[Any] | None]] = []
+Parse = tuple[list[Any], complex | None]
+"""math-verify's reading of an answer, and its value when it is one plain number."""
+
+
+def _parse_chunk(strings: Sequence[str], limit: int) -> list[tuple[str, Parse | None]]:
+    """Each string with its parse and value, or None when parsing timed out."""
+    out: list[tuple[str, Parse | None]] = []
     for s in strings:
         try:
-            out.append((s, parse_math(s, limit)))
+            parsed = parse_math(s, limit)
         except _Timeout:
             out.append((s, None))
+        else:
+            out.append((s, (parsed, numeric_value(parsed))))
     return out
 
 
@@ -200,22 +206,15 @@ def numerically_apart(
 
 
 def _verify_chunk(
-    items: Sequence[tuple[str, str, list[Any], list[Any]]], limit: int
-) -> list[tuple[str, str, bool | None]]:
+    items: Sequence[tuple[tuple[str, str], list[Any], list[Any]]], limit: int
+) -> list[tuple[tuple[str, str], bool | None]]:
     """Each pair with whether it is equivalent, or None when verifying timed out."""
-    values: dict[str, complex | None] = {}
-    out: list[tuple[str, str, bool | None]] = []
-    for a, b, parsed_a, parsed_b in items:
-        for s, parsed in ((a, parsed_a), (b, parsed_b)):
-            if s not in values:
-                values[s] = numeric_value(parsed)
-        if numerically_apart(parsed_a, parsed_b, values[a], values[b]):
-            out.append((a, b, False))
-            continue
+    out: list[tuple[tuple[str, str], bool | None]] = []
+    for pair, parsed_a, parsed_b in items:
         try:
-            out.append((a, b, verify_math(parsed_a, parsed_b, limit)))
+            out.append((pair, verify_math(parsed_a, parsed_b, limit)))
         except _Timeout:
-            out.append((a, b, None))
+            out.append((pair, None))
     return out
 
 
@@ -239,6 +238,7 @@ class MathJudge:
         self.processes = processes or len(os.sched_getaffinity(0))
         self._pool: Any = None
         self._parsed: dict[str, list[Any]] = {}
+        self._values: dict[str, complex | None] = {}
         self._parses: dict[str, bool] = {}
         self._equal: dict[tuple[str, str], bool] = {}
         self._new_parses: dict[str, bool] = {}
@@ -278,29 +278,33 @@ class MathJudge:
 
     def _run(
         self, func: Callable[[Sequence[Any], int], list[Any]], items: Sequence[Any], limit: int
-    ) -> list[Any]:
-        """`_map`, trying items that time out once more with a longer limit."""
-        done, late = [], []
-        for result in self._map(func, items, limit):
-            (late if result[-1] is None else done).append(result)
+    ) -> list[tuple[Any, Any]]:
+        """`_map`, trying items that time out once more with a longer limit.
+
+        Items and results both start with their key; a result of None is a timeout.
+        """
+        done, late = [], set()
+        for key, result in self._map(func, items, limit):
+            if result is None:
+                late.add(key)
+            else:
+                done.append((key, result))
         if late:
-            keys = {r[:-1] for r in late}
-            retry = [item for item in items if _key(item) in keys]
-            again = list(self._map(func, retry, limit * RETRY_FACTOR))
-            done += again
-            timed_out = [r[:-1] for r in again if r[-1] is None]
-            self.stats["timeouts"] += len(timed_out)
-            for key in timed_out:
-                logger.warning("math-verify timed out twice on %r; not cached", key)
+            retry = [item for item in items if _key(item) in late]
+            for key, result in self._map(func, retry, limit * RETRY_FACTOR):
+                done.append((key, result))
+                if result is None:
+                    self.stats["timeouts"] += 1
+                    logger.warning("math-verify timed out twice on %r; not cached", key)
         return done
 
     def _ensure_parsed(self, strings: Iterable[str]) -> None:
         todo = sorted({s for s in strings if s not in self._parsed})
-        for s, parsed in self._run(_parse_chunk, todo, PARSE_TIMEOUT_S):
-            self._parsed[s] = parsed or []
+        for s, result in self._run(_parse_chunk, todo, PARSE_TIMEOUT_S):
+            self._parsed[s], self._values[s] = result or ([], None)
             if s not in self._parses:
                 self._parses[s] = is_parsed(self._parsed[s])
-                if parsed is not None:
+                if result is not None:
                     self._new_parses[s] = self._parses[s]
         self.stats["parsed"] += len(todo)
 
@@ -316,19 +320,26 @@ class MathJudge:
         todo = sorted(p for p in pairs if p not in self._equal and p[0] != p[1])
         self.stats["pairs"] += len(pairs)
         self.stats["identical_pairs"] += sum(a == b for a, b in pairs)
-        self.stats["verified"] += len(todo)
         self._ensure_parsed({s for pair in todo for s in pair})
-        items = [(a, b, self._parsed[a], self._parsed[b]) for a, b in todo]
-        for a, b, same in self._run(_verify_chunk, items, VERIFY_TIMEOUT_S):
-            self._equal[a, b] = bool(same)
+        items = []
+        for a, b in todo:
+            parsed_a, parsed_b = self._parsed[a], self._parsed[b]
+            if numerically_apart(parsed_a, parsed_b, self._values[a], self._values[b]):
+                self._equal[a, b] = self._new_equal[a, b] = False
+            else:
+                items.append(((a, b), parsed_a, parsed_b))
+        self.stats["numerically_apart"] += len(todo) - len(items)
+        self.stats["verified"] += len(items)
+        for pair, same in self._run(_verify_chunk, items, VERIFY_TIMEOUT_S):
+            self._equal[pair] = bool(same)
             if same is not None:
-                self._new_equal[a, b] = same
+                self._new_equal[pair] = same
         return {(a, b): a == b or self._equal[a, b] for a, b in pairs}
 
 
 def _key(item: Any) -> Any:
-    """What a work item is known by in its result: a string, or a pair of strings."""
-    return (item,) if isinstance(item, str) else tuple(item[:2])
+    """What a work item is known by in its result: the string, or the pair of a comparison."""
+    return item if isinstance(item, str) else item[0]
 
 
 def _load_cache(path: Path) -> tuple[dict[str, bool], dict[tuple[str, str], bool]]:

@@ -7,10 +7,10 @@ and ChatML chat template, that vLLM and transformers both load offline.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import shutil
 import tempfile
-import importlib.util
 from pathlib import Path
 
 import torch

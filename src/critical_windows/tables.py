@@ -38,9 +38,7 @@ QUESTIONS = pa.schema(
     ]
 )
 
-REJECTS = pa.schema(
-    [("dataset", _STR), ("file", _STR), ("row", pa.int64()), ("reason", _STR)]
-)
+REJECTS = pa.schema([("dataset", _STR), ("file", _STR), ("row", pa.int64()), ("reason", _STR)])
 
 BASE = pa.schema(
     [
@@ -214,7 +212,9 @@ def read_table(path: str | os.PathLike[str], schema: pa.Schema) -> pl.DataFrame:
     table = pq.read_table(path)
     got = table.schema.remove_metadata()
     if not got.equals(schema):
-        raise TableError(f"{path}: schema differs from the expected one:\n{got}\nexpected:\n{schema}")
+        raise TableError(
+            f"{path}: schema differs from the expected one:\n{got}\nexpected:\n{schema}"
+        )
     return pl.from_arrow(table)  # type: ignore[return-value]
 
 

@@ -31,11 +31,19 @@ def model_path(wildcards):
     return "results/models/embedded" if path == "embedded" else path
 
 
+def is_synthetic(path):
+    """Whether a model path names the synthetic model of critical_windows.synthetic."""
+    return path == "synthetic" or path.startswith("synthetic:")
+
+
 def model_input(wildcards):
-    """The embedded model's folder is built by a rule; hub ids and folders are inputs as they are."""
+    """The embedded model's folder is built by a rule; hub ids and folders are inputs as they
+    are; the synthetic model's source is its weights, so editing it re-runs its stages."""
     path = MODELS[wildcards.model]["path"]
     if path == "embedded":
         return ["results/models/embedded"]
+    if is_synthetic(path):
+        return [str(PACKAGE / "synthetic.py")]
     return [path] if Path(path).exists() else []
 
 
@@ -66,9 +74,17 @@ def shard_outputs(table):
 
 
 def final_targets():
-    """Summary, explorer and every figure of every model (FIGURES is in report.smk)."""
+    """What the experiments of config["experiments"] produce. Chain of thought: summary,
+    explorer and every figure of every model (FIGURES is in report.smk), and the scorecard
+    of a synthetic model; structured: see structured_targets in structured.smk."""
     targets = []
+    if "structured" in config["experiments"]:
+        targets += structured_targets()
+    if "chain_of_thought" not in config["experiments"]:
+        return targets
     for model in MODELS:
+        if is_synthetic(MODELS[model]["path"]):
+            targets.append(f"results/{model}/scorecard.csv")
         targets += [
             f"results/{model}/summary.csv",
             f"results/{model}/summary.md",

@@ -4,15 +4,15 @@ rule prepare_dataset:
     output:
         questions="results/datasets/{dataset}.parquet",
         rejects="results/datasets/{dataset}.rejects.parquet",
+    log:
+        "results/logs/prepare_dataset/{dataset}.log",
+    benchmark:
+        "results/benchmarks/prepare_dataset/{dataset}.tsv"
     params:
         source=config["dataset_source"],
         questions_per_dataset=config["questions_per_dataset"],
         seed=config["seed"],
         bad_rows=config["bad_rows"],
         code=code_version("datasets"),
-    log:
-        "results/logs/prepare_dataset/{dataset}.log",
-    benchmark:
-        "results/benchmarks/prepare_dataset/{dataset}.tsv"
     script:
         "../scripts/prepare_dataset.py"

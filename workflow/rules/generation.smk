@@ -26,19 +26,19 @@ rule generate_base:
         model=model_input,
     output:
         shard_outputs("base"),
+    log:
+        "results/logs/{model}/generate_base/{shard}.log",
+    benchmark:
+        "results/benchmarks/{model}/generate_base/{shard}.tsv"
+    resources:
+        gpu=1,
+        mem_mb=lambda wc, attempt: 16000 * attempt,
+        runtime=lambda wc, attempt: 120 * attempt,
     params:
         settings=stage_settings,
         code=GENERATION_CODE,
         journal=lambda w: f"results/{w.model}/.journal/generate_base",
         shards=config["shards"],
-    resources:
-        gpu=1,
-        mem_mb=lambda wc, attempt: 16000 * attempt,
-        runtime=lambda wc, attempt: 120 * attempt,
-    log:
-        "results/logs/{model}/generate_base/{shard}.log",
-    benchmark:
-        "results/benchmarks/{model}/generate_base/{shard}.tsv"
     script:
         "../scripts/run_model_stage.py"
 
@@ -49,25 +49,22 @@ rule truncate_responses:
         model=model_input,
     output:
         expand("results/{{model}}/{dataset}/truncated.parquet", dataset=DATASETS),
+    log:
+        "results/logs/{model}/truncate_responses.log",
+    benchmark:
+        "results/benchmarks/{model}/truncate_responses.tsv"
     params:
         levels=config["levels"],
         model_path=model_path,
         revision=lambda w: MODELS[w.model].get("revision"),
         code=code_version("backends", "generation"),
-    log:
-        "results/logs/{model}/truncate_responses.log",
-    benchmark:
-        "results/benchmarks/{model}/truncate_responses.tsv"
     script:
         "../scripts/truncate_responses.py"
 
 
 rule resample_prefixes:
     input:
-        **{
-            f"base_{ds}": f"results/{{model}}/{ds}/base.parquet"
-            for ds in DATASETS
-        },
+        **{f"base_{ds}": f"results/{{model}}/{ds}/base.parquet" for ds in DATASETS},
         **{
             f"truncated_{ds}": f"results/{{model}}/{ds}/truncated.parquet"
             for ds in DATASETS
@@ -75,19 +72,19 @@ rule resample_prefixes:
         model=model_input,
     output:
         shard_outputs("resampled"),
+    log:
+        "results/logs/{model}/resample_prefixes/{shard}.log",
+    benchmark:
+        "results/benchmarks/{model}/resample_prefixes/{shard}.tsv"
+    resources:
+        gpu=1,
+        mem_mb=lambda wc, attempt: 16000 * attempt,
+        runtime=lambda wc, attempt: 240 * attempt,
     params:
         settings=stage_settings,
         code=GENERATION_CODE,
         journal=lambda w: f"results/{w.model}/.journal/resample_prefixes",
         shards=config["shards"],
-    resources:
-        gpu=1,
-        mem_mb=lambda wc, attempt: 16000 * attempt,
-        runtime=lambda wc, attempt: 240 * attempt,
-    log:
-        "results/logs/{model}/resample_prefixes/{shard}.log",
-    benchmark:
-        "results/benchmarks/{model}/resample_prefixes/{shard}.tsv"
     script:
         "../scripts/run_model_stage.py"
 
@@ -103,19 +100,19 @@ rule elicit_answers:
         model=model_input,
     output:
         shard_outputs("elicited"),
+    log:
+        "results/logs/{model}/elicit_answers/{shard}.log",
+    benchmark:
+        "results/benchmarks/{model}/elicit_answers/{shard}.tsv"
+    resources:
+        gpu=1,
+        mem_mb=lambda wc, attempt: 16000 * attempt,
+        runtime=lambda wc, attempt: 240 * attempt,
     params:
         settings=stage_settings,
         code=GENERATION_CODE,
         journal=lambda w: f"results/{w.model}/.journal/elicit_answers",
         shards=config["shards"],
-    resources:
-        gpu=1,
-        mem_mb=lambda wc, attempt: 16000 * attempt,
-        runtime=lambda wc, attempt: 240 * attempt,
-    log:
-        "results/logs/{model}/elicit_answers/{shard}.log",
-    benchmark:
-        "results/benchmarks/{model}/elicit_answers/{shard}.tsv"
     script:
         "../scripts/run_model_stage.py"
 
@@ -131,11 +128,11 @@ rule gather_shards:
         ),
     output:
         expand("results/{{model}}/{dataset}/{{table}}.parquet", dataset=DATASETS),
-    params:
-        code=code_version("generation"),
     log:
         "results/logs/{model}/gather_shards/{table}.log",
     benchmark:
         "results/benchmarks/{model}/gather_shards/{table}.tsv"
+    params:
+        code=code_version("generation"),
     script:
         "../scripts/gather_shards.py"

@@ -3,9 +3,9 @@
 import sys
 from pathlib import Path
 
-sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)  # noqa: SIM115
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
-from critical_windows.generation import gather_shards  # noqa: E402
+from critical_windows.generation import gather_shards
 
 for out in snakemake.output:
     dataset = Path(out).parent.name

@@ -4,9 +4,9 @@ import logging
 import sys
 from pathlib import Path
 
-sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)  # noqa: SIM115
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
-from critical_windows import grading, tables  # noqa: E402
+from critical_windows import grading, tables
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

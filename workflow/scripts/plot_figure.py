@@ -2,11 +2,11 @@
 
 import sys
 
-sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)  # noqa: SIM115
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
-import polars as pl  # noqa: E402
+import polars as pl
 
-from critical_windows import figures, tables  # noqa: E402
+from critical_windows import figures, tables
 
 figures.render(
     snakemake.wildcards.figure,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
-from critical_windows import datasets, tables  # noqa: E402
+from critical_windows import datasets, tables
 
 questions, rejects = datasets.prepare(
     snakemake.wildcards.dataset,

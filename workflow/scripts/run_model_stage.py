@@ -4,10 +4,10 @@ import logging
 import sys
 from pathlib import Path
 
-sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)  # noqa: SIM115
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(message)s")
 
-from critical_windows.generation import run_model_stage, settings_from_params  # noqa: E402
+from critical_windows.generation import run_model_stage, settings_from_params
 
 inputs = {}
 for name, path in snakemake.input.items():

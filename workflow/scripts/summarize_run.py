@@ -2,11 +2,11 @@
 
 import sys
 
-sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)  # noqa: SIM115
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
-import polars as pl  # noqa: E402
+import polars as pl
 
-from critical_windows import summary, tables  # noqa: E402
+from critical_windows import summary, tables
 
 curves = pl.concat([tables.read_table(p, tables.CURVES) for p in snakemake.input.curves])
 found = pl.concat([tables.read_table(p, tables.WINDOWS) for p in snakemake.input.windows])

@@ -4,11 +4,11 @@ dataset of a model in one job (loading a tokenizer costs more than truncating)."
 import sys
 from pathlib import Path
 
-sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)  # noqa: SIM115
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
-from critical_windows import tables  # noqa: E402
-from critical_windows.backends import load_tokenizer  # noqa: E402
-from critical_windows.generation import truncate_responses  # noqa: E402
+from critical_windows import tables
+from critical_windows.backends import load_tokenizer
+from critical_windows.generation import truncate_responses
 
 tokenizer = load_tokenizer(snakemake.params.model_path, snakemake.params.revision)
 for out in snakemake.output:

@@ -1,0 +1,211 @@
+"""Targeted reruns: what Snakemake plans after a change of config, of library code or of the
+dataset list. One tiny run is made for real; each test changes a copy of it and reads the
+plan from `snakemake --summary` (a dry run: one row per output file with its rule and
+whether it would be remade)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from conftest import ROOT, TINY_CONFIG, make_workdir, snakemake
+from polars.testing import assert_frame_equal
+
+pytestmark = pytest.mark.slow
+
+MODEL = "smollm2"
+CONFIG = {**TINY_CONFIG, "questions_per_dataset": 1}
+# Two figures stand for all seven: window_share and accuracy_by_window fail to render
+# ("SVG has an invalid size") when no answer was graded, and the embedded model grades
+# none on this config.
+FIGURES = ["accuracy", "consistency"]
+TARGETS = [
+    f"results/{MODEL}/summary.csv",
+    f"results/{MODEL}/summary.md",
+    f"results/{MODEL}/explorer.html",
+    *(f"results/{MODEL}/figures/{f}.{ext}" for f in FIGURES for ext in ("html", "png")),
+]
+MODEL_STAGES = ["generate_base", "resample_prefixes", "elicit_answers"]
+DETECTION_ONWARD = {"detect_windows", "summarize_run", "plot_figure", "build_explorer"}
+GRADING_ONWARD = {"grade_answers"} | DETECTION_ONWARD
+GENERATION_ONWARD = {
+    *MODEL_STAGES,
+    "gather_shards",
+    "truncate_responses",
+} | GRADING_ONWARD
+
+_finished: list[Path] = []
+
+
+def finished_tiny_run(tmp_path_factory: pytest.TempPathFactory, model: Path) -> Path:
+    """CONFIG run once per session through profiles/local, up to TARGETS; test_slurm
+    compares its SLURM run against the same run. The workdir holds a copy of the package
+    (not a link to it), so that edits elsewhere in the repository during the session do
+    not change the code digests its stages were run with."""
+    if not _finished:
+        work = tmp_path_factory.mktemp("finished_run")
+        shutil.copytree(
+            ROOT / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+        )
+        make_workdir(work, CONFIG, model)
+        snakemake(work, "--profile", "profiles/local", *TARGETS)
+        _finished.append(work)
+    return _finished[0]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory, embedded_model: Path) -> Path:
+    return finished_tiny_run(tmp_path_factory, embedded_model)
+
+
+def _copy_file(src: str, dst: str) -> None:
+    # The model's files are never written again: link them instead of copying 260 MB.
+    if f"{os.sep}results{os.sep}models{os.sep}" in src:
+        os.link(src, dst)
+    else:
+        shutil.copy2(src, dst)
+
+
+@pytest.fixture
+def work(finished_run: Path, tmp_path: Path) -> Path:
+    """A copy of the finished run: outputs with their mtimes, the package copy, and
+    Snakemake's records (.snakemake/metadata) of the params and code each job ran with."""
+    dest = tmp_path / "work"
+    shutil.copytree(finished_run, dest, symlinks=True, copy_function=_copy_file)
+    return dest
+
+
+def set_config(work: Path, **changes) -> None:
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    config.update(changes)
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def plan(work: Path, *targets: str) -> list[dict[str, str]]:
+    """`snakemake --summary`: one row per output file the targets need, with `rule`,
+    `status` (why it is out of date) and `plan` ("update pending" or "no update")."""
+    out = snakemake(work, "--summary", *(targets or TARGETS)).stdout
+    rows = list(csv.DictReader(io.StringIO(out[out.index("output_file\t") :]), delimiter="\t"))
+    assert rows, out
+    return rows
+
+
+def pending(rows: list[dict[str, str]]) -> dict[str, set[str]]:
+    """Rule -> the output files it would remake."""
+    jobs: dict[str, set[str]] = {}
+    for row in rows:
+        if row["plan"] == "update pending":
+            jobs.setdefault(row["rule"], set()).add(row["output_file"])
+    return jobs
+
+
+def outputs(rows: list[dict[str, str]], rule: str) -> set[str]:
+    return {row["output_file"] for row in rows if row["rule"] == rule}
+
+
+def status(rows: list[dict[str, str]], rule: str) -> set[str]:
+    return {row["status"] for row in rows if row["rule"] == rule}
+
+
+def test_a_copy_of_a_finished_run_has_nothing_to_do(work: Path) -> None:
+    rows = plan(work)
+    assert pending(rows) == {}
+    assert {row["rule"] for row in rows} >= GENERATION_ONWARD | {"prepare_dataset"}
+
+
+def test_sampling_settings_rerun_generation_onward(work: Path) -> None:
+    set_config(work, sampling={**CONFIG["sampling"], "temperature": 0.7})
+    rows = plan(work)
+    jobs = pending(rows)
+    assert set(jobs) == GENERATION_ONWARD
+    for rule in GENERATION_ONWARD:
+        assert jobs[rule] == outputs(rows, rule), rule
+    for rule in MODEL_STAGES:
+        assert status(rows, rule) == {"params changed"}, rule
+
+
+def test_window_thresholds_rerun_detection_onward(work: Path) -> None:
+    set_config(work, windows={"jump": 0.4, "drop": 0.3, "fdr": 0.05})
+    rows = plan(work)
+    jobs = pending(rows)
+    assert set(jobs) == DETECTION_ONWARD
+    for rule in DETECTION_ONWARD:
+        assert jobs[rule] == outputs(rows, rule), rule
+    assert status(rows, "detect_windows") == {"params changed"}
+
+
+@pytest.mark.parametrize(
+    ("module", "rerun"),
+    [
+        ("prompts", GENERATION_ONWARD),
+        ("grading", GRADING_ONWARD),
+        ("windows", DETECTION_ONWARD),
+        ("figures", {"plot_figure"}),
+    ],
+)
+def test_library_change_reruns_the_stages_that_use_it(
+    work: Path, module: str, rerun: set[str]
+) -> None:
+    source = work / "src" / "critical_windows" / f"{module}.py"
+    assert not source.is_symlink() and not source.parent.is_symlink()
+    source.write_text(source.read_text() + "\n# edited by test_reruns\n")
+    rows = plan(work)
+    jobs = pending(rows)
+    assert set(jobs) == rerun
+    for rule in rerun:
+        assert jobs[rule] == outputs(rows, rule), rule
+
+
+def _journal_counts(log: Path, stage: str) -> tuple[int, int]:
+    found = re.search(rf"{stage}: (\d+) requests, (\d+) already journaled", log.read_text())
+    assert found, log.read_text()[-2000:]
+    return int(found[1]), int(found[2])
+
+
+def test_adding_a_dataset(work: Path, finished_run: Path) -> None:
+    """The new dataset is prepared alone, and the model stages generate only its requests.
+
+    The model stages run as one job per (model, shard) over every dataset, so that an
+    engine starts once per stage; a new dataset changes the input set of those jobs, so
+    they re-run, and Snakemake plans everything downstream of them again for every
+    dataset (it cannot know that the old datasets' tables come out the same). Their
+    journal (results/{model}/.journal) holds every finished request, so the engine only
+    sees the new dataset's requests, and the old datasets' tables come out identical."""
+    old = CONFIG["datasets"]
+    set_config(work, datasets=[*old, "logiqa"])
+    rows = plan(work)
+    jobs = pending(rows)
+    assert jobs["prepare_dataset"] == {
+        "results/datasets/logiqa.parquet",
+        "results/datasets/logiqa.rejects.parquet",
+    }
+    assert "materialize_embedded_model" not in jobs
+    for stage in MODEL_STAGES:
+        assert jobs[stage] == outputs(rows, stage), stage
+        assert status(rows, stage) == {"set of input files changed", "missing"}, stage
+    # Everything else is planned again, for every dataset.
+    assert set(jobs) == GENERATION_ONWARD | {"prepare_dataset"}
+    for rule in GENERATION_ONWARD:
+        assert jobs[rule] == outputs(rows, rule), rule
+
+    tables = ["base", "truncated", "resampled", "elicited"]
+    snakemake(
+        work, *(f"results/{MODEL}/{ds}/{t}.parquet" for ds in [*old, "logiqa"] for t in tables)
+    )
+    for stage in MODEL_STAGES:
+        log = Path("results/logs", MODEL, stage, "000.log")
+        before, journaled = _journal_counts(finished_run / log, stage)
+        assert journaled == 0
+        total, journaled = _journal_counts(work / log, stage)
+        assert journaled == before < total, stage
+    for ds in old:
+        for t in tables:
+            path = Path("results", MODEL, ds, f"{t}.parquet")
+            assert_frame_equal(pl.read_parquet(work / path), pl.read_parquet(finished_run / path))

@@ -1,0 +1,28 @@
+# The synthetic model's windows are known exactly (METHOD.md §4): score the detector.
+
+
+rule score_windows:
+    input:
+        questions=dataset_tables(),
+        base=model_tables("base"),
+        truncated=model_tables("truncated"),
+        windows=model_tables("windows"),
+    output:
+        scorecard=report(
+            "results/{model}/scorecard.csv",
+            caption="../report/scorecard.rst",
+            category="Synthetic ground truth",
+            subcategory="{model}",
+        ),
+        truth="results/{model}/truth.parquet",
+    log:
+        "results/logs/score_windows/{model}.log",
+    benchmark:
+        "results/benchmarks/score_windows/{model}.tsv"
+    params:
+        model_path=model_path,
+        jump=config["windows"]["jump"],
+        drop=config["windows"]["drop"],
+        code=code_version("synthetic", "windows"),
+    script:
+        "../scripts/score_windows.py"

@@ -1,0 +1,31 @@
+"""Rule score_windows: the detected windows of a synthetic-model run against the truth."""
+
+import sys
+
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)  # noqa: SIM115
+
+import polars as pl  # noqa: E402
+
+from critical_windows import synthetic, tables  # noqa: E402
+from critical_windows.summary import write_atomic  # noqa: E402
+
+
+def read(paths, schema):
+    return pl.concat([tables.read_table(p, schema) for p in paths])
+
+
+params = snakemake.params
+truth, scorecard = synthetic.score_run(
+    params.model_path,
+    read(snakemake.input.questions, tables.QUESTIONS),
+    read(snakemake.input.base, tables.BASE),
+    read(snakemake.input.truncated, tables.TRUNCATED),
+    read(snakemake.input.windows, tables.WINDOWS),
+    jump=params.jump,
+    drop=params.drop,
+)
+meta = {"model_path": params.model_path, "jump": params.jump, "drop": params.drop}
+tables.write_table(truth, snakemake.output.truth, synthetic.TRUTH, meta)
+write_atomic(snakemake.output.scorecard, scorecard.write_csv())
+with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=200):
+    print(scorecard)
