@@ -164,18 +164,14 @@ def build(
     )
     data = data.replace("<", "\\u003c")  # no "</script>" can end the block early
     return (
-        _PAGE.replace("__TITLE__", html.escape(f"Critical windows: {model}"))
+        _PAGE.replace("__ERROR_CAPTURE__", ERROR_CAPTURE)
+        .replace("__TITLE__", html.escape(f"Critical windows: {model}"))
         .replace("__DATA__", data)
         .replace("__SCRIPT__", _SCRIPT)
     )
 
 
-_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>__TITLE__</title>
+ERROR_CAPTURE = """\
 <script>
 (function () {
   window.__pendingErrors = [];
@@ -200,7 +196,17 @@ _PAGE = """<!doctype html>
     original.apply(console, arguments);
   };
 })();
-</script>
+</script>"""
+"""The head script of a self-testing page: script errors and `console.error` are written into
+`#errors` (with messages from before the page body exists kept until it does)."""
+
+_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>__TITLE__</title>
+__ERROR_CAPTURE__
 <style>
 :root {
   --win: #ffd8a8; --ink: #222; --muted: #666; --line: #ddd; --right: #2b8a3e; --wrong: #c92a2a;

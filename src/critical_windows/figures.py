@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import altair as alt
 import numpy as np
@@ -20,10 +21,42 @@ from critical_windows.windows import Z95, wilson_interval
 
 QUESTION_CURVES = 24  # individual curves drawn in `question_curves`
 _LEVEL_TICKS = [0, 0.25, 0.5, 0.75, 1]
-_LEVEL_AXIS = alt.Axis(title="fraction f of the response kept", values=_LEVEL_TICKS, format=".2~f")
-_SMALL_LEVEL_AXIS = alt.Axis(title="f", values=_LEVEL_TICKS, format=".2~f")
 _SHARE = alt.Scale(domain=[0, 1])
 _FACET_COLUMNS = 4
+
+
+@dataclass(frozen=True)
+class CurveStyle:
+    """What the curve figures (`consistency`, `window_share`, `question_curves`) plot.
+
+    The default is the chain-of-thought consistency curve P(f); the prefill-attack figures
+    pass the compliance rate against the prefix length (critical_windows.jailbreak).
+    """
+
+    unit: str = "question_id"  # the id of one curve
+    value: str = "p_consistent"  # the rate at a level
+    n: str = "n_graded"  # samples behind it
+    n_missing: str = "n_missing"
+    level_title: str = "fraction f of the response kept"
+    level_short: str = "f"
+    level_ticks: tuple[float, ...] = tuple(_LEVEL_TICKS)
+    level_domain: tuple[float, float] = (0, 1)
+    value_title: str = "P(f)"
+    mean_title: str = "mean P(f): share of consistent continuations"
+    noun: str = "questions"  # what a curve belongs to, in titles
+    curve_name: str = "consistency curve"
+
+    def axis(self, short: bool = False) -> alt.Axis:
+        title = self.level_short if short else self.level_title
+        return alt.Axis(title=title, values=list(self.level_ticks), format=".2~f")
+
+    def x(self, field: str = "level", short: bool = False) -> alt.X:
+        return alt.X(
+            f"{field}:Q", axis=self.axis(short), scale=alt.Scale(domain=list(self.level_domain))
+        )
+
+
+CONSISTENCY = CurveStyle()
 
 
 def _datasets(windows: pl.DataFrame) -> list[str]:
@@ -79,7 +112,7 @@ def accuracy(curves: pl.DataFrame, windows: pl.DataFrame) -> alt.TopLevelMixin:
     kinds = ["chain of thought", "direct answer", "stump"]
     color = alt.Color("kind:N", title=None, scale=alt.Scale(domain=kinds))
     base = alt.Chart().encode(
-        x=alt.X("level:Q", axis=_SMALL_LEVEL_AXIS, scale=alt.Scale(domain=[0, 1])),
+        x=CONSISTENCY.x(short=True),
         tooltip=["dataset", "kind", "level", alt.Tooltip("share:Q", format=".3f"), "n"],
     )
     y = alt.Y("share:Q", title="accuracy", scale=_SHARE)
@@ -102,9 +135,14 @@ def accuracy(curves: pl.DataFrame, windows: pl.DataFrame) -> alt.TopLevelMixin:
     )
 
 
-def consistency(curves: pl.DataFrame, windows: pl.DataFrame) -> alt.TopLevelMixin:
+def consistency(
+    curves: pl.DataFrame,
+    windows: pl.DataFrame,
+    style: CurveStyle = CONSISTENCY,
+    title: str = "Mean consistency curve per dataset",
+) -> alt.TopLevelMixin:
     """Mean consistency curve P(f) per dataset, with a normal 95% interval of the mean."""
-    p = pl.col("p_consistent")
+    p = pl.col(style.value)
     data = (
         curves.filter(p.is_not_null())
         .group_by("dataset", "level")
@@ -117,20 +155,16 @@ def consistency(curves: pl.DataFrame, windows: pl.DataFrame) -> alt.TopLevelMixi
         .sort("dataset", "level")
     )
     color = alt.Color("dataset:N", sort=_datasets(windows))
-    base = alt.Chart(data).encode(
-        x=alt.X("level:Q", axis=_LEVEL_AXIS, scale=alt.Scale(domain=[0, 1]))
-    )
+    base = alt.Chart(data).encode(x=style.x())
     band = base.mark_area(opacity=0.15).encode(
         y=alt.Y("low:Q", scale=_SHARE), y2="high:Q", color=color
     )
     line = base.mark_line(point=True).encode(
-        y=alt.Y("mean:Q", title="mean P(f): share of consistent continuations", scale=_SHARE),
+        y=alt.Y("mean:Q", title=style.mean_title, scale=_SHARE),
         color=color,
         tooltip=["dataset", "level", alt.Tooltip("mean:Q", format=".3f"), "n"],
     )
-    return (band + line).properties(
-        width=420, height=280, title="Mean consistency curve per dataset"
-    )
+    return (band + line).properties(width=420, height=280, title=title)
 
 
 def _grouped_bars(
@@ -151,7 +185,9 @@ def _grouped_bars(
     return (bars + whiskers).properties(width=max(240, 70 * len(order)), height=260)
 
 
-def window_share(curves: pl.DataFrame, windows: pl.DataFrame) -> alt.TopLevelMixin:
+def window_share(
+    curves: pl.DataFrame, windows: pl.DataFrame, style: CurveStyle = CONSISTENCY
+) -> alt.TopLevelMixin:
     """Share of questions with a critical window, by the rule and by rule and test."""
     window = pl.col("has_window")
     counts = (
@@ -171,8 +207,8 @@ def window_share(curves: pl.DataFrame, windows: pl.DataFrame) -> alt.TopLevelMix
         ]
     )
     return _grouped_bars(
-        _with_wilson(data, "k", "n"), "call", groups, _datasets(windows), "share of questions"
-    ).properties(title="Questions with a critical window (95% Wilson intervals)")
+        _with_wilson(data, "k", "n"), "call", groups, _datasets(windows), f"share of {style.noun}"
+    ).properties(title=f"{style.noun.capitalize()} with a critical window (95% Wilson intervals)")
 
 
 def accuracy_by_window(curves: pl.DataFrame, windows: pl.DataFrame) -> alt.TopLevelMixin:
@@ -291,13 +327,13 @@ def window_positions(curves: pl.DataFrame, windows: pl.DataFrame) -> alt.TopLeve
     return alt.hconcat(by_step, by_length).properties(title="Where critical windows fall")
 
 
-def pick_questions(windows: pl.DataFrame, n: int) -> pl.DataFrame:
+def pick_questions(windows: pl.DataFrame, n: int, unit: str = "question_id") -> pl.DataFrame:
     """Up to `n` questions, spread over datasets, those with a window first."""
     ranked = (
         windows.filter(pl.col("n_levels") > 0)
         .sort(
             pl.col("has_window").fill_null(False),
-            pl.col("question_id"),
+            pl.col(unit),
             descending=[True, False],
         )
         .with_columns(rank=pl.int_range(pl.len()).over("dataset"))
@@ -306,10 +342,17 @@ def pick_questions(windows: pl.DataFrame, n: int) -> pl.DataFrame:
     return ranked.head(n).drop("rank")
 
 
-def question_curves(curves: pl.DataFrame, windows: pl.DataFrame) -> alt.TopLevelMixin:
-    """Small multiples of individual P(f) curves, the window's step shaded."""
-    picked = pick_questions(windows, QUESTION_CURVES).with_columns(
-        label=pl.format(
+def question_curves(
+    curves: pl.DataFrame,
+    windows: pl.DataFrame,
+    style: CurveStyle = CONSISTENCY,
+    label: pl.Expr | None = None,
+) -> alt.TopLevelMixin:
+    """Small multiples of individual P(f) curves, the window's step shaded. Each panel is
+    titled by `label` over `windows` (default: the question id and whether its original answer
+    is right)."""
+    if label is None:
+        label = pl.format(
             "{} ({})",
             "question_id",
             pl.when(pl.col("orig_is_right"))
@@ -317,35 +360,35 @@ def question_curves(curves: pl.DataFrame, windows: pl.DataFrame) -> alt.TopLevel
             .when(~pl.col("orig_is_right"))
             .then(pl.lit("wrong"))
             .otherwise(pl.lit("no answer")),
-        ),
+        )
+    unit = style.unit
+    picked = pick_questions(windows, QUESTION_CURVES, unit).with_columns(
+        label=label,
         win_lo=pl.when(pl.col("has_window")).then("level_lo"),
         win_hi=pl.when(pl.col("has_window")).then("level_hi"),
     )
     if picked.is_empty():
-        return _empty("no question has a consistency curve")
-    data = curves.join(
-        picked.select("question_id", "label", "win_lo", "win_hi"), on="question_id"
-    ).filter(pl.col("p_consistent").is_not_null())
-    x = alt.X("level:Q", axis=_SMALL_LEVEL_AXIS, scale=alt.Scale(domain=[0, 1]))
-    y = alt.Y("p_consistent:Q", title="P(f)", scale=_SHARE)
+        return _empty(f"no {style.noun.removesuffix('s')} has a {style.curve_name}")
+    data = curves.join(picked.select(unit, "label", "win_lo", "win_hi"), on=unit).filter(
+        pl.col(style.value).is_not_null()
+    )
+    x = style.x(short=True)
+    y = alt.Y(f"{style.value}:Q", title=style.value_title, scale=_SHARE)
     shade = (
         alt.Chart()
-        .transform_filter("datum.level == 1 && isValid(datum.win_lo)")
+        .transform_filter(f"datum.level == {max(style.level_domain)} && isValid(datum.win_lo)")
         .mark_rect(color="#f4a261", opacity=0.35)
-        .encode(
-            x=alt.X("win_lo:Q", scale=alt.Scale(domain=[0, 1]), axis=_SMALL_LEVEL_AXIS),
-            x2="win_hi:Q",
-        )
+        .encode(x=style.x("win_lo", short=True), x2="win_hi:Q")
     )
     band = (
         alt.Chart()
         .mark_area(opacity=0.2)
-        .encode(x=x, y=alt.Y("ci_low:Q", scale=_SHARE, title="P(f)"), y2="ci_high:Q")
+        .encode(x=x, y=alt.Y("ci_low:Q", scale=_SHARE, title=style.value_title), y2="ci_high:Q")
     )
     line = (
         alt.Chart()
         .mark_line(point=True)
-        .encode(x=x, y=y, tooltip=["question_id", "level", "p_consistent", "n_graded", "n_missing"])
+        .encode(x=x, y=y, tooltip=[unit, "level", style.value, style.n, style.n_missing])
     )
     return (
         alt.layer(shade, band, line, data=data)
@@ -360,7 +403,8 @@ def question_curves(curves: pl.DataFrame, windows: pl.DataFrame) -> alt.TopLevel
             columns=6,
         )
         .properties(
-            title=f"Consistency curves of up to {QUESTION_CURVES} questions (windows shaded)"
+            title=f"{style.curve_name.capitalize()}s of up to {QUESTION_CURVES} {style.noun} "
+            "(windows shaded)"
         )
     )
 
@@ -387,7 +431,16 @@ def render(
     """Draw figure `name` and write it as self-contained HTML and as PNG."""
     if name not in FIGURES:
         raise ValueError(f"unknown figure {name!r}; known figures: {', '.join(FIGURES)}")
-    chart = FIGURES[name](curves, windows)
+    save(FIGURES[name](curves, windows), html, png, scale)
+
+
+def save(
+    chart: alt.TopLevelMixin,
+    html: str | os.PathLike[str],
+    png: str | os.PathLike[str],
+    scale: float = 2.0,
+) -> None:
+    """Write `chart` as self-contained HTML and as PNG, each atomically."""
     write_atomic(html, chart.to_html(inline=True))
     buffer = io.BytesIO()
     chart.save(buffer, format="png", scale_factor=scale)

@@ -173,7 +173,11 @@ def sample_answers(
     for i, start in enumerate(range(0, samples, samples_per_request)):
         n = min(samples_per_request, samples - start)
         s = Sampling(
-            sampling.temperature, sampling.top_p, sampling.max_tokens, n, derive_seed(seed, "structured", i)
+            sampling.temperature,
+            sampling.top_p,
+            sampling.max_tokens,
+            n,
+            derive_seed(seed, "structured", i),
         )
         requests.append((request_key(context, ids, s), s))
     done = journal.load(k for k, _ in requests)
@@ -361,7 +365,11 @@ def string_chart(
         return (
             alt.Chart(
                 pl.DataFrame(
-                    {"text": [f"no conforming string of rank {rank} ({conforming} conforming samples)"]}
+                    {
+                        "text": [
+                            f"no conforming string of rank {rank} ({conforming} conforming samples)"
+                        ]
+                    }
                 )
             )
             .mark_text(size=14)
@@ -380,10 +388,10 @@ def string_chart(
             )
             for name, col in (("T_lower", "t_lower"), ("T_upper", "t_upper"))
         ]
-    ).with_columns(
-        p_same=pl.col("grid").round(6).replace_strict(p_at, return_dtype=pl.Float64)
+    ).with_columns(p_same=pl.col("grid").round(6).replace_strict(p_at, return_dtype=pl.Float64))
+    x = alt.X(
+        "grid:Q", title="fraction of the string kept, p / len(s)", scale=alt.Scale(domain=[0, 1])
     )
-    x = alt.X("grid:Q", title="fraction of the string kept, p / len(s)", scale=alt.Scale(domain=[0, 1]))
     y = alt.Y("p_same:Q", title="P(s | s[:p])", scale=alt.Scale(domain=[0, 1.05]))
     spans = (
         alt.Chart(bounds)
@@ -391,7 +399,9 @@ def string_chart(
         .encode(x=alt.X("t_lower:Q"), x2="t_upper:Q")
     )
     labels = (
-        alt.Chart(bounds.with_columns(mid=(pl.col("t_lower") + pl.col("t_upper")) / 2, y=pl.lit(1.03)))
+        alt.Chart(
+            bounds.with_columns(mid=(pl.col("t_lower") + pl.col("t_upper")) / 2, y=pl.lit(1.03))
+        )
         .mark_text(fontSize=10)
         .encode(x="mid:Q", y="y:Q", text="option:N")
     )

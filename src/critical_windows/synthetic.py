@@ -129,43 +129,46 @@ class SyntheticTokenizer:
     def word_id(self, word: str) -> int:
         return self._word_id[word]
 
+    @cached_property
+    def _word_re(self) -> re.Pattern[str]:
+        """A word token: one of the words, followed by whitespace or the end of the text."""
+        words = sorted(self.words, key=len, reverse=True)
+        return re.compile("(" + "|".join(map(re.escape, words)) + r")(?=\s|\Z)")
+
+    @cached_property
+    def _bytes_of(self) -> list[bytes]:
+        """What each id decodes to, as UTF-8 (special tokens: their own text)."""
+        return (
+            [t.encode() for t in SPECIALS]
+            + [bytes([b]) for b in range(256)]
+            + [w.encode() for w in self.words]
+        )
+
     def encode(self, text: str) -> list[int]:
         ids: list[int] = []
-        for part in self._special_re.split(text):
-            if part in self._special_id:
+        for i, part in enumerate(self._special_re.split(text)):
+            if i % 2:
                 ids.append(self._special_id[part])
                 continue
-            for piece in re.findall(r" ?\S+|\s", part):
-                word = self._word_id.get(piece)
-                if word is not None:
-                    ids.append(word)
-                else:
-                    ids.extend(self._byte0 + b for b in piece.encode())
+            for j, chunk in enumerate(self._word_re.split(part)):
+                if j % 2:
+                    ids.append(self._word_id[chunk])
+                elif chunk:
+                    raw = np.frombuffer(chunk.encode(), dtype=np.uint8)
+                    ids.extend((raw.astype(np.int64) + self._byte0).tolist())
         return ids
 
     def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
         return {"input_ids": self.encode(text)}
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
-        out: list[str] = []
-        pending = bytearray()
-        for i in ids:
-            if self._byte0 <= i < self._word0:
-                pending.append(i - self._byte0)
-                continue
-            if pending:
-                out.append(pending.decode(errors="replace"))
-                pending.clear()
-            if i < self._byte0:
-                if not skip_special_tokens:
-                    out.append(SPECIALS[i])
-            elif i < self.vocab_size:
-                out.append(self.words[i - self._word0])
-            else:
-                raise ValueError(f"token id {i} is outside the synthetic vocabulary")
-        if pending:
-            out.append(pending.decode(errors="replace"))
-        return "".join(out)
+        table = self._bytes_of
+        try:
+            raw = b"".join(table[i] for i in ids if i >= self._byte0 or not skip_special_tokens)
+        except IndexError:
+            bad = next(i for i in ids if not 0 <= i < self.vocab_size)
+            raise ValueError(f"token id {bad} is outside the synthetic vocabulary") from None
+        return raw.decode(errors="replace")
 
     def apply_chat_template(
         self,
@@ -242,7 +245,8 @@ def make_plan(spec: Spec, problem: str) -> Plan:
     if n < 2:
         raise ValueError(
             "synthetic model: the question lists no lettered choices (A), (B), ...; it "
-            f"answers multiple-choice questions only (drop 'math' from the datasets): {problem[:80]!r}"
+            "answers multiple-choice questions only (drop 'math' from the datasets): "
+            f"{problem[:80]!r}"
         )
     rng = _rng(spec.name, problem)
     names = list(spec.populations)
@@ -370,15 +374,14 @@ class SyntheticModel:
 
     def _messages(self, ids: Sequence[int]) -> list[tuple[str, list[int], bool]]:
         """(role, content ids, closed) of each chat turn of a prompt."""
+        arr = np.asarray(ids, dtype=np.int64)
+        marks = np.flatnonzero(arr < len(SPECIALS)).tolist() + [len(arr)]
         turns: list[tuple[str, list[int], bool]] = []
-        for i in ids:
-            if i in self._role_ids:
-                turns.append((self._role_ids[i], [], False))
-            elif i == self._end:
-                if turns:
-                    turns[-1] = (turns[-1][0], turns[-1][1], True)
-            elif turns and not turns[-1][2]:
-                turns[-1][1].append(i)
+        for here, nxt in zip(marks, marks[1:], strict=False):
+            token = int(arr[here])
+            if token in self._role_ids:
+                closed = nxt < len(arr) and int(arr[nxt]) == self._end
+                turns.append((self._role_ids[token], arr[here + 1 : nxt].tolist(), closed))
         return turns
 
     def _problem(self, turns: list[tuple[str, list[int], bool]]) -> str:
@@ -448,27 +451,36 @@ class SyntheticModel:
         """
         rng = np.random.default_rng(p.seed)
         w = posterior(plan, self.events_in_ids(response))
-        state = self._filler_state(response)
-        todo = [k for k in range(len(response), plan.length)][: p.max_tokens]
-        finish = "stop" if len(response) + len(todo) >= plan.length else "length"
-        greedy = p.temperature == 0
+        sentence, written = self._filler_state(response)
+        start = len(response)
+        todo = min(plan.length - start, p.max_tokens) if plan.length > start else 0
+        finish = "stop" if start + todo >= plan.length else "length"
+        events = [
+            (k - start, kind)
+            for k, kind in sorted(plan.events.items())
+            if start <= k < start + todo
+        ]
+        n_filler = todo - len(events)
         sentences = self._sentences
+        rest = sentences[sentence][written:] if written else []
+        draws = n_filler // min(map(len, sentences)) + 1
+        greedy = p.temperature == 0
         out = []
         for _ in range(p.n):
-            answer = answer_of(w) if greedy else int(rng.choice(plan.n_choices, p=w))
-            draws = np.zeros(len(todo)) if greedy else rng.random(len(todo))
-            tokens = []
-            sentence, written = state
-            for k, u in zip(todo, draws, strict=True):
-                kind = plan.events.get(k)
-                if kind is not None:
-                    value = self._event_value(plan, kind, answer, u, greedy)
-                    tokens.append(self.tokenizer.word_id(self.event_text(kind, value)))
-                    continue
-                if written == 0:
-                    sentence = int(u * len(sentences))
-                tokens.append(sentences[sentence][written])
-                written = (written + 1) % len(sentences[sentence])
+            if greedy:
+                answer, picks, us = answer_of(w), np.zeros(draws, int), np.zeros(len(events))
+            else:
+                answer = int(rng.choice(plan.n_choices, p=w))
+                picks, us = rng.integers(len(sentences), size=draws), rng.random(len(events))
+            tokens = list(rest)
+            for j in picks:
+                if len(tokens) >= n_filler:
+                    break
+                tokens.extend(sentences[j])
+            del tokens[n_filler:]
+            for (at, kind), u in zip(events, us, strict=True):
+                value = self._event_value(plan, kind, answer, float(u), greedy)
+                tokens.insert(at, self.tokenizer.word_id(self.event_text(kind, value)))
             out.append(Completion(tuple(tokens), self.tokenizer.decode(tokens), finish))
         return out
 
@@ -481,7 +493,10 @@ class SyntheticModel:
         # hint: the answer with probability hint_accuracy, else a uniformly random letter
         if greedy or u < plan.hint_accuracy:
             return answer
-        return min(int((u - plan.hint_accuracy) / (1 - plan.hint_accuracy) * plan.n_choices), plan.n_choices - 1)
+        return min(
+            int((u - plan.hint_accuracy) / (1 - plan.hint_accuracy) * plan.n_choices),
+            plan.n_choices - 1,
+        )
 
     # -- the truth
 
@@ -616,11 +631,12 @@ SCORECARD_COLUMNS = [
 ]
 
 
-def _detections(windows: pl.DataFrame, truncated: pl.DataFrame, truth_: pl.DataFrame) -> pl.DataFrame:
+def _detections(
+    windows: pl.DataFrame, truncated: pl.DataFrame, truth_: pl.DataFrame
+) -> pl.DataFrame:
     """Per question and method: detected or not, and the span [start, end) in tokens."""
     cut = {
-        (q, f): c
-        for q, f, c in truncated.select("question_id", "level", "cut_tokens").iter_rows()
+        (q, f): c for q, f, c in truncated.select("question_id", "level", "cut_tokens").iter_rows()
     }
     length = dict(zip(truth_["question_id"], truth_["n_response_tokens"], strict=True))
     rows = []
@@ -636,7 +652,13 @@ def _detections(windows: pl.DataFrame, truncated: pl.DataFrame, truth_: pl.DataF
             )
         for method, hit in zip(METHODS, (rule, rule and sig, sig), strict=True):
             rows.append(
-                {"question_id": qid, "method": method, "detected": hit, "start": span[0], "end": span[1]}
+                {
+                    "question_id": qid,
+                    "method": method,
+                    "detected": hit,
+                    "start": span[0],
+                    "end": span[1],
+                }
             )
     return pl.DataFrame(
         rows,
@@ -765,3 +787,166 @@ def score_run(
         )
     truth_ = truth(load(model_path), questions, base, truncated, jump=jump, drop=drop)
     return truth_, score(windows, truncated, truth_)
+
+
+# --- simulated runs: the stages without the workflow, for benchmarks and tests ------------
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """A run of the synthetic model's chain-of-thought stages on a set of levels, with
+    elicitation and grading replaced by the model's own (exact) answer rule."""
+
+    questions: pl.DataFrame
+    base: pl.DataFrame  # question_id, response_token_ids, response_text, n_response_tokens
+    truncated: pl.DataFrame  # a TRUNCATED frame
+    answers: pl.DataFrame  # question_id, level, sample, answer, n_tokens of each continuation
+    orig: dict[str, str]  # question -> the original's answer
+    stump: dict[tuple[str, float], str]  # (question, level) -> the bare prefix's answer
+
+
+def simulate(
+    model: SyntheticModel,
+    questions: pl.DataFrame,
+    levels: Sequence[float],
+    samples_per_level: int,
+    seed: int,
+) -> Simulation:
+    """Base responses, their prefixes at `levels` and `samples_per_level` continuations of
+    each, with the same prompts and per-request seeds as the workflow's stages."""
+    from critical_windows.generation import derive_seed, truncate_responses
+
+    tok = model.tokenizer
+    rows = questions.select("question_id", "problem", "task").to_dicts()
+    prompt_of = {
+        q["question_id"]: prompts.render(
+            tok, prompts.cot_messages(q["problem"], q["task"]), prompts.PREFILL
+        )
+        for q in rows
+    }
+    outs = model.generate(
+        [prompt_of[q["question_id"]] for q in rows],
+        [Sampling(1.0, 1.0, 1 << 20, 1, derive_seed(seed, q["question_id"], "base")) for q in rows],
+    )
+    base = pl.DataFrame(
+        {
+            "question_id": [q["question_id"] for q in rows],
+            "response_token_ids": [list(c.token_ids) for (c,) in outs],
+            "response_text": [c.text for (c,) in outs],
+            "n_response_tokens": [len(c.token_ids) for (c,) in outs],
+        },
+        schema_overrides={"response_token_ids": pl.List(pl.Int32), "n_response_tokens": pl.Int32},
+    )
+    truncated = truncate_responses(base, levels, tok)
+    problem_of = dict(zip(questions["question_id"], questions["problem"], strict=True))
+    orig = {
+        b["question_id"]: LETTERS[
+            answer_of(
+                posterior(
+                    model.plan(problem_of[b["question_id"]]),
+                    model.events_in_ids(b["response_token_ids"]),
+                )
+            )
+        ]
+        for b in base.iter_rows(named=True)
+    }
+    cuts = truncated.select("question_id", "level", "prefix_token_ids").to_dicts()
+    outs = model.generate(
+        [prompt_of[t["question_id"]] + t["prefix_token_ids"] for t in cuts],
+        [
+            Sampling(
+                1.0,
+                1.0,
+                1 << 20,
+                samples_per_level,
+                derive_seed(seed, t["question_id"], t["level"], "resample"),
+            )
+            for t in cuts
+        ],
+    )
+    answers: dict[str, list[Any]] = {
+        k: [] for k in ("question_id", "level", "sample", "answer", "n_tokens")
+    }
+    stump = {}
+    for t, completions in zip(cuts, outs, strict=True):
+        plan = model.plan(problem_of[t["question_id"]])
+        before = model.events_in_ids(t["prefix_token_ids"])
+        stump[(t["question_id"], t["level"])] = LETTERS[answer_of(posterior(plan, before))]
+        for i, c in enumerate(completions):
+            answers["question_id"].append(t["question_id"])
+            answers["level"].append(t["level"])
+            answers["sample"].append(i)
+            answers["answer"].append(
+                LETTERS[answer_of(posterior(plan, before + model.events_in_ids(c.token_ids)))]
+            )
+            answers["n_tokens"].append(len(c.token_ids))
+    return Simulation(questions, base, truncated, pl.DataFrame(answers), orig, stump)
+
+
+def graded_frame(sim: Simulation, levels: Sequence[float], samples_per_level: int) -> pl.DataFrame:
+    """The columns of a GRADED frame that `windows.detect` reads, from the first
+    `samples_per_level` continuations at each of `levels`."""
+    gold = dict(zip(sim.questions["question_id"], sim.questions["gold"], strict=True))
+    dataset = dict(zip(sim.questions["question_id"], sim.questions["dataset"], strict=True))
+    df = sim.answers.filter(
+        pl.col("level").is_in(list(levels)) & (pl.col("sample") < samples_per_level)
+    )
+    qid, lvl = pl.col("question_id"), pl.col("level")
+    stump = pl.struct(qid, lvl).map_elements(
+        lambda r: sim.stump[(r["question_id"], r["level"])], return_dtype=pl.String
+    )
+    return df.with_columns(
+        dataset=qid.replace_strict(dataset),
+        gold=qid.replace_strict(gold),
+        orig_answer=qid.replace_strict(sim.orig),
+        stump_answer=stump,
+        direct_answer=pl.lit(None, pl.String),
+        direct_is_right=pl.lit(None, pl.Boolean),
+    ).with_columns(
+        orig_is_right=pl.col("orig_answer") == pl.col("gold"),
+        is_right=pl.col("answer") == pl.col("gold"),
+        is_consistent=pl.col("answer") == pl.col("orig_answer"),
+        is_stump=pl.col("answer") == pl.col("stump_answer"),
+        stump_is_right=pl.col("stump_answer") == pl.col("gold"),
+        stump_is_consistent=pl.col("stump_answer") == pl.col("orig_answer"),
+    )
+
+
+def evaluate(
+    model: SyntheticModel,
+    sim: Simulation,
+    levels: Sequence[float],
+    samples_per_level: int,
+    *,
+    jump: float,
+    drop: float,
+    fdr: float,
+) -> tuple[pl.DataFrame, dict[str, float]]:
+    """Detect windows on a sub-grid and sub-sample of a simulation and score them.
+
+    Returns the scorecard and the cost per question: generated tokens (the base response
+    and the continuations) and elicitations (original, stumps and continuations)."""
+    from critical_windows import windows
+
+    truncated = sim.truncated.filter(pl.col("level").is_in(list(levels)))
+    _, found = windows.detect(
+        graded_frame(sim, levels, samples_per_level),
+        truncated,
+        sim.base,
+        jump=jump,
+        drop=drop,
+        fdr=fdr,
+    )
+    truth_ = truth(model, sim.questions, sim.base, truncated, jump=jump, drop=drop)
+    n = sim.base.height
+    used = sim.answers.filter(
+        pl.col("level").is_in(list(levels)) & (pl.col("sample") < samples_per_level)
+    )
+    cost = {
+        "tokens_per_question": (
+            int(sim.base["n_response_tokens"].sum()) + int(used["n_tokens"].sum())
+        )
+        / n,
+        "elicitations_per_question": 1 + len(levels) * (samples_per_level + 1),
+    }
+    return score(found, truncated, truth_), cost

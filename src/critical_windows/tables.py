@@ -165,6 +165,20 @@ WINDOWS = pa.schema(
     ]
 )
 
+# Harmful requests of the jailbreak experiments (METHOD.md §5): AdvBench, JailbreakBench and
+# StrongREJECT, normalised by critical_windows.jailbreak.prepare_requests.
+REQUESTS = pa.schema(
+    [
+        ("request_id", _STR),  # stable across machines: "<dataset>-<source row>"
+        ("dataset", _STR),  # "advbench" | "jailbreakbench" | "strongreject"
+        ("request", _STR),  # exactly what the user turn says
+        ("target", _STR),  # the affirmative opening the source pairs with it; nullable
+        ("category", _STR),  # nullable (AdvBench has none)
+        ("source", _STR),  # where the source says the request comes from; nullable
+        ("source_row", pa.int64()),  # row of the source file (0-based data row)
+    ]
+)
+
 
 class TableError(ValueError):
     """A table does not match its schema."""

@@ -9,6 +9,8 @@ so that a jump of 0 -> 0.75 seen in 4 samples can be told from one seen in 100.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import polars as pl
 
@@ -153,38 +155,60 @@ def curves(graded: pl.DataFrame) -> pl.DataFrame:
     ).with_columns(pl.col("ci_low", "ci_high").fill_nan(None))
 
 
-def steps(curve: pl.DataFrame) -> pl.DataFrame:
+@dataclass(frozen=True)
+class CurveColumns:
+    """Which columns of a curve table `steps` and `find_windows` read.
+
+    The defaults are the consistency curves of the chain-of-thought protocol, whose point at
+    `anchor` (f = 1, the original response) is exact by construction; other curves (the
+    compliance rate of a prefill attack against the prefix length) name their own columns
+    and have no anchor.
+    """
+
+    unit: tuple[str, ...] = tuple(_QUESTION)  # what one curve belongs to
+    p: str = "p_consistent"  # the rate at a level
+    k: str = "n_consistent"  # its successes
+    n: str = "n_graded"  # its trials
+    anchor: float | None = 1.0  # a level whose rate is exact, not measured
+
+
+CONSISTENCY = CurveColumns()
+
+
+def steps(curve: pl.DataFrame, columns: CurveColumns = CONSISTENCY) -> pl.DataFrame:
     """Every step between consecutive levels with a defined P(f), with its test.
 
-    Levels where nothing could be graded are skipped. The step into f = 1 compares the last
-    sampled level with P(1) = 1 counted as if measured with as many samples as that level:
-    the exact P(1) would make any inconsistent sample significant, and this is the
-    conservative choice that keeps the last step as hard to call as the others.
+    Levels where nothing could be graded are skipped. The step into the anchor (f = 1)
+    compares the last sampled level with P(1) = 1 counted as if measured with as many samples
+    as that level: the exact P(1) would make any inconsistent sample significant, and this is
+    the conservative choice that keeps the last step as hard to call as the others.
     """
-    defined = curve.filter(pl.col("p_consistent").is_not_null()).sort(*_QUESTION, "level")
+    unit = list(columns.unit)
+    defined = curve.filter(pl.col(columns.p).is_not_null()).sort(*unit, "level")
     nxt = {
-        name: pl.col(col).shift(-1).over(_QUESTION)
+        name: pl.col(col).shift(-1).over(unit)
         for name, col in [
             ("level_hi", "level"),
-            ("p_hi", "p_consistent"),
-            ("k_hi", "n_consistent"),
-            ("n_hi", "n_graded"),
+            ("p_hi", columns.p),
+            ("k_hi", columns.k),
+            ("n_hi", columns.n),
         ]
     }
+    anchored = pl.lit(False) if columns.anchor is None else pl.col("level_hi") == columns.anchor
     out = (
         defined.select(
-            *_QUESTION,
+            *unit,
             pl.col("level").alias("level_lo"),
-            pl.col("p_consistent").alias("p_lo"),
-            pl.col("n_consistent").alias("k_lo"),
-            pl.col("n_graded").alias("n_lo"),
+            pl.col(columns.p).alias("p_lo"),
+            pl.col(columns.k).alias("k_lo"),
+            pl.col(columns.n).alias("n_lo"),
             **nxt,
         )
         .filter(pl.col("level_hi").is_not_null())
         .with_columns(
             rise=(pl.col("p_hi") - pl.col("p_lo")).round(_DECIMALS),
-            k_hi=pl.when(pl.col("level_hi") == 1.0).then(pl.col("n_lo")).otherwise(pl.col("k_hi")),
-            n_hi=pl.when(pl.col("level_hi") == 1.0).then(pl.col("n_lo")).otherwise(pl.col("n_hi")),
+            k_hi=pl.when(anchored).then(pl.col("n_lo")).otherwise(pl.col("k_hi")),
+            n_hi=pl.when(anchored).then(pl.col("n_lo")).otherwise(pl.col("n_hi")),
         )
     )
     p = fisher_greater(
@@ -194,6 +218,46 @@ def steps(curve: pl.DataFrame) -> pl.DataFrame:
         out["n_lo"].to_numpy(),
     )
     return out.with_columns(p_value=pl.Series(p, dtype=pl.Float64).fill_nan(None))
+
+
+def find_windows(
+    curve: pl.DataFrame,
+    *,
+    jump: float,
+    drop: float,
+    fdr: float,
+    columns: CurveColumns = CONSISTENCY,
+) -> pl.DataFrame:
+    """The window call of every curve in `curve`: one row per unit with `n_levels`, the step of
+    the largest rise (`level_lo`, `level_hi`, `jump`, its `p_value` and `q_value`), the largest
+    fall `max_drop`, `significant` and `has_window` (the research rule; null with fewer than
+    two defined levels).
+
+    The Benjamini-Hochberg control spans every step of every curve passed in.
+    """
+    unit = list(columns.unit)
+    step = steps(curve, columns)
+    step = step.with_columns(
+        q_value=pl.Series(bh_adjust(step["p_value"].to_numpy()), dtype=pl.Float64).fill_nan(None)
+    )
+    largest = (
+        step.sort([*unit, "rise", "level_lo"], descending=[*(False for _ in unit), True, False])
+        .group_by(unit, maintain_order=True)
+        .first()
+        .select(*unit, "level_lo", "level_hi", "p_value", "q_value", jump=pl.col("rise"))
+    )
+    falls = step.group_by(unit).agg(max_drop=(-pl.col("rise")).max().clip(lower_bound=0.0))
+    levels = curve.group_by(unit).agg(n_levels=pl.col(columns.p).is_not_null().sum())
+    return (
+        levels.join(largest, on=unit, how="left")
+        .join(falls, on=unit, how="left")
+        .with_columns(
+            significant=pl.col("q_value") <= fdr,
+            has_window=pl.when(pl.col("level_lo").is_not_null()).then(
+                (pl.col("jump") > jump) & (pl.col("max_drop") <= drop)
+            ),
+        )
+    )
 
 
 def detect(
@@ -211,32 +275,11 @@ def detect(
     the whole run. Returns (CURVES, WINDOWS) frames; split them by `dataset` to write.
     """
     curve = curves(graded)
-    step = steps(curve)
-    step = step.with_columns(
-        q_value=pl.Series(bh_adjust(step["p_value"].to_numpy()), dtype=pl.Float64).fill_nan(None)
-    )
-    largest = (
-        step.sort([*_QUESTION, "rise", "level_lo"], descending=[False, False, True, False])
-        .group_by(_QUESTION, maintain_order=True)
-        .first()
-        .select(*_QUESTION, "level_lo", "level_hi", "p_value", "q_value", jump=pl.col("rise"))
-    )
-    falls = step.group_by(_QUESTION).agg(max_drop=(-pl.col("rise")).max().clip(lower_bound=0.0))
-    levels = curve.group_by(_QUESTION).agg(n_levels=pl.col("p_consistent").is_not_null().sum())
+    calls = find_windows(curve, jump=jump, drop=drop, fdr=fdr)
     questions = graded.group_by(_QUESTION).agg(
         pl.col("gold", "orig_answer", "direct_answer", "orig_is_right", "direct_is_right").first()
     )
-    found = (
-        questions.join(levels, on=_QUESTION, how="left")
-        .join(largest, on=_QUESTION, how="left")
-        .join(falls, on=_QUESTION, how="left")
-        .with_columns(
-            significant=pl.col("q_value") <= fdr,
-            has_window=pl.when(pl.col("level_lo").is_not_null()).then(
-                (pl.col("jump") > jump) & (pl.col("max_drop") <= drop)
-            ),
-        )
-    )
+    found = questions.join(calls, on=_QUESTION, how="left")
     windows = _spans(found, truncated, base).sort(_QUESTION)
     return curve, windows
 

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Brings up a one-node SLURM cluster on this machine for tests/test_slurm.py: munged,
 # slurmctld and slurmd from Debian's packages (slurm-wlm, munge), started by hand (no
-# systemd). Needs root. Idempotent: when the cluster answers and the node is usable it
-# only reports; otherwise it (re)writes the config and starts what is not running.
+# systemd). Needs root. Idempotent: it writes the config, and when that is unchanged, the
+# daemons run and the node takes jobs, it only reports; otherwise it (re)starts them.
 #
-# The node is this machine with its real CPU count. Partitions `cpu` and `gpu` (both on
-# this node, which has no GPU) carry the names profiles/slurm uses, so the profile's own
-# partition settings are exercised. Without slurmdbd there is no accounting database:
-# Snakemake polls job states with squeue (MinJobAge keeps finished jobs visible), and
-# every finished job is written to $JOBCOMP (jobcomp/filetxt), which the test reads.
+# The node is this machine with its real CPU count, and one stand-in GPU: a GRES `gpu`
+# backed by /dev/null, so that profiles/slurm's requests (`sbatch --gpus=1` for the model
+# stages) are scheduled as on a GPU cluster, one model job at a time, while the embedded
+# model runs on the CPUs. Partitions `cpu` and `gpu` (both this node) carry the names
+# profiles/slurm uses. Without slurmdbd there is no accounting database: Snakemake polls
+# job states with squeue (MinJobAge keeps finished jobs visible), and every finished job
+# is written to $JOBCOMP (jobcomp/filetxt, with the GPUs it held), which the test reads.
 #
 # Environment: SLURM_TEST_MEM_MB, the memory the node declares (default: the larger of
 # its real memory and 33000, so that the model stages' `mem_mb` of 16000 * attempt can
@@ -43,10 +45,6 @@ node_ready() {
 }
 
 NODE=$(hostname -s)
-if scontrol ping 2>/dev/null | grep -q "is UP" && node_ready; then
-    echo "cluster already up: node $NODE $(sinfo --noheader --node "$NODE" --format=%T)"
-    exit 0
-fi
 
 # --- munge -------------------------------------------------------------------------
 mkdir -p /run/munge /var/log/munge /var/lib/munge /etc/munge
@@ -71,6 +69,16 @@ CPUS=$(nproc)
 REAL_MB=$(slurmd -C | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')
 MEM_MB=${SLURM_TEST_MEM_MB:-$((REAL_MB > 33000 ? REAL_MB : 33000))}
 mkdir -p "$CONF_DIR" "$LOG_DIR" "$SPOOL/ctld" "$SPOOL/d"
+changed=0
+install_conf() {
+    # Moves $1.new into place; notes whether it differs from what the daemons run with.
+    if cmp -s "$1.new" "$1"; then
+        rm "$1.new"
+    else
+        mv "$1.new" "$1"
+        changed=1
+    fi
+}
 cat >"$CONF.new" <<EOF
 # Written by tests/slurm/start_cluster.sh: a one-node test cluster, not a production config.
 ClusterName=critical-windows-test
@@ -94,8 +102,10 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/filetxt
 JobCompLoc=$JOBCOMP
+AccountingStorageTRES=gres/gpu
 SwitchType=switch/none
 MpiDefault=none
+GresTypes=gpu
 ReturnToService=2
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
@@ -106,21 +116,22 @@ DefMemPerCPU=500
 MinJobAge=600
 # The node declares MEM_MB even where it has less: see the header.
 SlurmdParameters=config_overrides
-NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM_MB State=UNKNOWN
+NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM_MB Gres=gpu:1 State=UNKNOWN
 PartitionName=cpu Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=$NODE MaxTime=INFINITE State=UP
 EOF
-if ! cmp -s "$CONF.new" "$CONF"; then
-    mv "$CONF.new" "$CONF"
-    changed=1
-else
-    rm "$CONF.new"
-    changed=0
-fi
+install_conf "$CONF"
+echo "Name=gpu File=/dev/null  # a stand-in: no GPU behind it" >"$CONF_DIR/gres.conf.new"
+install_conf "$CONF_DIR/gres.conf"
 touch "$JOBCOMP"
 
 # --- daemons -------------------------------------------------------------------------
+# slurmctld and slurmd daemonise; their pid files are how this script finds them.
 running() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+if [ "$changed" = 0 ] && running /run/slurmctld.pid && running /run/slurmd.pid && node_ready; then
+    echo "cluster already up: node $NODE $(sinfo --noheader --node "$NODE" --format=%T)"
+    exit 0
+fi
 if [ "$changed" = 1 ]; then
     # A new config: restart what runs with the old one.
     for pid in /run/slurmd.pid /run/slurmctld.pid; do

@@ -37,8 +37,9 @@ def is_synthetic(path):
 
 
 def model_input(wildcards):
-    """The embedded model's folder is built by a rule; hub ids and folders are inputs as they
-    are; the synthetic model's source is its weights, so editing it re-runs its stages."""
+    """The embedded model's folder is built by a rule; hub ids and folders are inputs as
+    they are; the synthetic model's source is its weights: editing it re-runs its stages.
+    """
     path = MODELS[wildcards.model]["path"]
     if path == "embedded":
         return ["results/models/embedded"]

@@ -1,0 +1,122 @@
+"""Benchmark: detection quality against sampling cost on the synthetic model.
+
+The synthetic model (critical_windows.synthetic) knows every response's exact P(f), so the
+detector can be scored against the truth. This sweeps the number of continuations per
+level M and the grid of levels, and reports precision, recall and location error of the
+detected windows beside the generated tokens and elicitations each question costs. It is
+the baseline that cheaper sampling strategies have to beat.
+
+Continuations are generated once, with the largest M, at the union of the grids' levels,
+with the workflow's prompts and per-request seeds; each (grid, M) takes its levels and the
+first M continuations of each. Elicitation and grading are replaced by the model's own
+answer rule (the workflow run of config/synthetic.yaml checks that the real ones agree).
+Reports figures, asserts nothing. Writes results/benchmarks/synthetic_sweep.csv.
+
+    python benchmarks/bench_synthetic_sweep.py [--questions 100] [--model synthetic]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import polars as pl
+
+from critical_windows import datasets, synthetic
+
+ROOT = Path(__file__).resolve().parents[1]
+GRIDS = {
+    "quarters": [0.25, 0.5, 0.75],
+    "paper": [0.05, 0.1, 0.3, 0.5, 0.7, 0.9],
+    "deciles": [round(0.1 * i, 2) for i in range(1, 10)],
+    "twentieths": [round(0.05 * i, 2) for i in range(1, 20)],
+}
+SAMPLES = [5, 10, 25, 50, 100]
+DATASETS = ["arc_easy", "mmlu"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--questions", type=int, default=100, help="per dataset")
+    parser.add_argument("--model", default="synthetic", help='"synthetic" or "synthetic:<preset>"')
+    parser.add_argument("--seed", type=int, default=2243)
+    parser.add_argument("--jump", type=float, default=0.5)
+    parser.add_argument("--drop", type=float, default=0.3)
+    parser.add_argument("--fdr", type=float, default=0.05)
+    parser.add_argument("--out", type=Path, default=ROOT / "results/benchmarks/synthetic_sweep.csv")
+    args = parser.parse_args()
+
+    start = time.monotonic()
+    questions = pl.concat(
+        datasets.prepare(
+            name,
+            source="bundled",
+            resources=ROOT / "resources/datasets",
+            n=args.questions,
+            seed=args.seed,
+            bad_rows="error",
+        )[0]
+        for name in DATASETS
+    )
+    model = synthetic.load(args.model)
+    levels = sorted({f for grid in GRIDS.values() for f in grid})
+    sim = synthetic.simulate(model, questions, levels, max(SAMPLES), args.seed)
+    print(
+        f"{questions.height} questions, {sim.answers.height} continuations at {len(levels)} "
+        f"levels in {time.monotonic() - start:.1f} s"
+    )
+    rows = []
+    for grid, grid_levels in GRIDS.items():
+        for m in SAMPLES:
+            card, cost = synthetic.evaluate(
+                model, sim, grid_levels, m, jump=args.jump, drop=args.drop, fdr=args.fdr
+            )
+            rows.append(
+                card.filter(pl.col("population") == "all").with_columns(
+                    grid=pl.lit(grid),
+                    n_levels=pl.lit(len(grid_levels)),
+                    samples_per_level=pl.lit(m),
+                    **{k: pl.lit(v) for k, v in cost.items()},
+                )
+            )
+    out = (
+        pl.concat(rows)
+        .drop("population")
+        .select(
+            "grid",
+            "n_levels",
+            "samples_per_level",
+            "tokens_per_question",
+            "elicitations_per_question",
+            pl.exclude(
+                "grid",
+                "n_levels",
+                "samples_per_level",
+                "tokens_per_question",
+                "elicitations_per_question",
+            ),
+        )
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_csv(args.out)
+    shown = out.filter(pl.col("method") != "significant").select(
+        "grid",
+        "samples_per_level",
+        pl.col("tokens_per_question").round(0).cast(pl.Int64).alias("tokens/q"),
+        "truth",
+        "method",
+        "true_windows",
+        "detected",
+        pl.col("precision").round(3),
+        pl.col("recall").round(3),
+        pl.col("start_error_frac").round(3).alias("start_err"),
+        pl.col("end_error_frac").round(3).alias("end_err"),
+    )
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=160, tbl_hide_dataframe_shape=True):
+        print(shown)
+    print(f"wrote {args.out} in {time.monotonic() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
