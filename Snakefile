@@ -22,6 +22,7 @@ include: "workflow/rules/windows.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/structured.smk"
+include: "workflow/rules/jailbreak.smk"
 
 
 rule all:

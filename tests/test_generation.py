@@ -174,25 +174,24 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, embedded_model: Path) -> 
     targets = [f"results/smollm2/{d}/truncated.parquet" for d in config["datasets"]]
     snakemake(work, *targets)
     journal = work / "results/smollm2/.journal/resample_prefixes"
+    shard_outputs = [
+        f"results/smollm2/shards/resampled/000/{d}.parquet" for d in config["datasets"]
+    ]
+    output = (work / "killed-run.log").open("w")
     proc = subprocess.Popen(
-        [
-            str(SNAKEMAKE),
-            "--cores",
-            "2",
-            "--resources",
-            "gpu=1",
-            "--nolock",
-            "--",
-            "resample_prefixes",
-        ],
+        [str(SNAKEMAKE), "--cores", "2", "--resources", "gpu=1", "--nolock", *shard_outputs],
         cwd=work,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=output,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     deadline = time.monotonic() + 600
     while not list(journal.glob("*.parquet")):
-        assert proc.poll() is None, "the resample stage ended before it could be killed"
+        if proc.poll() is not None:
+            raise AssertionError(
+                "the resample stage ended before it could be killed:\n"
+                + (work / "killed-run.log").read_text()[-3000:]
+            )
         assert time.monotonic() < deadline, "no journal chunk after 10 minutes"
         time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGKILL)

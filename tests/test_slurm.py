@@ -1,8 +1,9 @@
 """The workflow on a real SLURM scheduler. tests/slurm/start_cluster.sh brings up a
-one-node cluster on this machine (munged, slurmctld, slurmd from Debian's packages); the
-tiny config then runs through profiles/slurm, with tests/slurm/profile switching the GPU
-requests off (the node has none; the embedded model runs on its CPUs). Every job must go
-through sbatch and finish there, and the tables must equal those of a local run."""
+one-node cluster on this machine (munged, slurmctld, slurmd from Debian's packages, and a
+stand-in GPU); the tiny config then runs through profiles/slurm, with tests/slurm/profile
+adding only what a cluster without an accounting database needs. Every job must go
+through sbatch with the resources the profile and the rules ask for and finish there,
+and the tables must equal those of a local run."""
 
 from __future__ import annotations
 
@@ -22,60 +23,50 @@ from test_reruns import CONFIG, MODEL, MODEL_STAGES, TARGETS, finished_tiny_run
 SLURM = ROOT / "tests" / "slurm"
 OVERLAY = SLURM / "profile"
 JOBCOMP = Path("/var/log/slurm/jobcomp.log")  # written by start_cluster.sh's slurm.conf
-PROFILE = ROOT / "profiles" / "slurm" / "config.v8+.yaml"
+CONFIGS = sorted([ROOT / "config.yaml", *(ROOT / "config").glob("*.yaml")])
 
 
-@pytest.fixture(scope="module")
-def dry_run(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A dry run with profiles/slurm alone: no cluster needed."""
-    work = make_workdir(tmp_path_factory.mktemp("slurm_dry_run"), CONFIG)
+def _job_resources(dry_run: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule, resources) of each job of a dry run's job listing."""
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", dry_run):
+        head = re.match(r"(?:local)?rule (\w+):", block)
+        found = re.search(r"^\s+resources: (.*)$", block, re.M)
+        if head and found and head[1] != "all":
+            jobs.append((head[1], dict(item.split("=", 1) for item in found[1].split(", "))))
+    return jobs
+
+
+@pytest.mark.parametrize("configfile", CONFIGS, ids=lambda p: p.name)
+def test_profile_sends_gpu_jobs_and_only_those_to_the_gpu_partition(
+    configfile: Path, tmp_path: Path
+) -> None:
+    """profiles/slurm names the GPU rules one by one: a dry run of every ready config
+    (no cluster needed) catches a GPU rule it misses, or a CPU job it sends to the GPUs."""
+    work = make_workdir(tmp_path, CONFIG)
     proc = subprocess.run(
-        [str(SNAKEMAKE), "--profile", "profiles/slurm", "--dry-run", *TARGETS],
+        [str(SNAKEMAKE), "--profile", "profiles/slurm", "--dry-run", "--configfile", configfile],
         cwd=work,
         capture_output=True,
         text=True,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout + proc.stderr
-
-
-def _job_resources(dry_run: str) -> dict[str, list[dict[str, str]]]:
-    """Rule -> the resources of each of its jobs, from a dry run's job listing."""
-    jobs: dict[str, list[dict[str, str]]] = {}
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", dry_run):
-        head = re.match(r"(?:local)?rule (\w+):", block)
-        found = re.search(r"^\s+resources: (.*)$", block, re.M)
-        if head and found:
-            pairs = (item.split("=", 1) for item in found[1].split(", "))
-            jobs.setdefault(head[1], []).append(dict(pairs))
-    return jobs
-
-
-def test_profile_asks_gpus_for_model_stages_only(dry_run: str) -> None:
-    jobs = _job_resources(dry_run)
-    assert set(MODEL_STAGES) < set(jobs), jobs
-    for rule in MODEL_STAGES:
-        for res in jobs[rule]:
-            # the rules' attempt-scaled requests, not the profile's defaults for CPU jobs
+    jobs = _job_resources(proc.stdout)
+    assert jobs, proc.stdout[-3000:]
+    for rule, res in jobs:
+        assert "mem_mb" in res and "runtime" in res, (rule, res)
+        gpu = res.get("gpu", "0") != "0"
+        assert res["slurm_partition"] == ("gpu" if gpu else "cpu"), (rule, res)
+        if rule in MODEL_STAGES:
+            # the rule's attempt-scaled requests, not the profile's defaults for CPU jobs
             assert res["gpu"] == "1" and res["mem_mb"] == "16000", (rule, res)
-    for rule, resources in jobs.items():
-        for res in resources:
-            assert "mem_mb" in res and "runtime" in res, (rule, res)
-            if res.get("gpu", "0") != "0":
-                assert res["slurm_partition"] == "gpu", (rule, res)
-            else:
-                assert res["slurm_partition"] == "cpu", (rule, res)
 
 
-def test_overlay_only_switches_gpus_off() -> None:
-    """tests/slurm/profile replaces profiles/slurm's `set-resources` (a later profile
-    replaces whole keys): it must keep everything else the same."""
-    profile = yaml.safe_load(PROFILE.read_text())["set-resources"]
-    overlay = yaml.safe_load((OVERLAY / "config.v8+.yaml").read_text())["set-resources"]
-    assert set(overlay) == set(profile) == set(MODEL_STAGES)
-    for rule, resources in overlay.items():
-        assert resources.pop("gpu") == 0
-        assert resources == {k: v for k, v in profile[rule].items() if k != "gpu_model"}
+def test_overlay_leaves_resources_alone() -> None:
+    """A later profile replaces whole keys: tests/slurm/profile must not touch the
+    resources, or the SLURM run would not test profiles/slurm's."""
+    overlay = yaml.safe_load((OVERLAY / "config.v8+.yaml").read_text())
+    assert not {k for k in overlay if "resources" in k or k.startswith("set-")}
 
 
 @pytest.fixture(scope="session")
@@ -103,6 +94,7 @@ def slurm_run(
         "--profile", str(OVERLAY),
         # sbatch refuses a job that asks for more CPUs than the node has
         "--max-threads", str(cpus),
+        "--verbose",  # logs each sbatch call
         *TARGETS,
     ]  # fmt: skip
     try:
@@ -140,28 +132,50 @@ def _jobcomp() -> dict[str, dict[str, str]]:
     return jobs
 
 
+def _sbatch_calls(log: str) -> list[dict[str, str]]:
+    """The options of each sbatch call the executor logged, with the rule it submitted."""
+    calls = []
+    for line in re.findall(r"^sbatch call: (.*)$", log, re.M):
+        options = line.split(" --wrap=")[0]  # the job's own command line follows
+        found = {
+            "rule": r"slurm_logs/rule_(\w+)/",
+            "partition": r" -p '?(\w+)",
+            "mem": r" --mem (\d+)",
+            "time": r" -t '?(\d+)",
+            "gpus": r" --gpus=(\S+)",
+            "gres": r" --gres=(\S+)",
+        }
+        calls.append({k: m[1] for k, p in found.items() if (m := re.search(p, options))})
+    return calls
+
+
 def test_every_job_went_through_sbatch(slurm_run: tuple[Path, str]) -> None:
     work, log = slurm_run
+    planned = _job_stats(log)
+    assert sum(planned.values()) >= 15, planned
+    assert "localrule" not in log
+    calls = _sbatch_calls(log)
+    assert Counter(call["rule"] for call in calls) == planned
+    for call in calls:
+        if call["rule"] in MODEL_STAGES:
+            # the rules' requests at attempt 1, in the profile's GPU partition
+            assert call["gpus"] == "1" and call["partition"] == "gpu", call
+            assert call["mem"] == "16000" and call["time"] in {"120", "240"}, call
+        else:
+            assert "gpus" not in call and "gres" not in call, call
+            assert call["partition"] == "cpu" and call["mem"] == "4000", call
     submitted = re.findall(
         r"Job (\d+) has been submitted with SLURM jobid (\d+) "
         r"\(log: .*/slurm_logs/rule_(\w+)/",
         log,
     )
-    planned = _job_stats(log)
-    assert sum(planned.values()) >= 20, planned
-    # one sbatch per Snakemake job, each under its own SLURM job id
     assert Counter(rule for _, _, rule in submitted) == planned
     assert len({slurm_id for _, slurm_id, _ in submitted}) == len(submitted)
-    assert "localrule" not in log
     finished = _jobcomp()
     for _, slurm_id, rule in submitted:
         job = finished[slurm_id]
         assert job["JobState"] == "COMPLETED" and job["WorkDir"] == str(work), job
-        assert "gpu" not in job["Tres"], job
-        if rule in MODEL_STAGES:
-            assert job["Partition"] == "gpu" and "mem=16000M" in job["Tres"], job
-        else:
-            assert job["Partition"] == "cpu", job
+        assert job["Partition"] == ("gpu" if rule in MODEL_STAGES else "cpu"), job
 
 
 SLURM_TABLES = ["base", "truncated", "resampled", "elicited", "graded", "curves", "windows"]

@@ -106,6 +106,7 @@ def test_curve_and_bounds_on_hand_made_samples(form) -> None:
         "conforming": 15,
         "conforming_share": 15 / 18,
         "distinct_strings": 4,
+        "copied_options": 3,
     }
     top = curves.filter(pl.col("rank") == 1)
     assert top["count"][0] == 8 and top.height == 101
@@ -196,8 +197,9 @@ def test_small_real_run(tmp_path: Path, embedded_model: Path) -> None:
     conformance = pl.read_csv(out / "conformance.csv").row(0, named=True)
     assert conformance["samples"] == 12
     assert conformance["conforming"] == samples["conforming"].sum()
-    blanks = pl.read_csv(out / "blanks.csv")
+    blanks = tables.read_table(out / "blanks.parquet", structured.BLANKS)
     assert blanks.height == conformance["distinct_strings"] * 5
+    assert (out / "blanks.csv").read_text().startswith(",".join(structured.BLANKS.names))
     assert blanks["inside"].drop_nulls().all()
     for rank in (1, 2):
         assert (out / f"figures/string_{rank}.png").read_bytes()[:4] == b"\x89PNG"

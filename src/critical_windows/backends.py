@@ -145,13 +145,14 @@ class VLLMBackend:
             vllm_params,
             use_tqdm=False,
         )
-        return [
-            [
-                Completion(tuple(c.token_ids), c.text, _finish_reason(c.finish_reason))
-                for c in out.outputs
-            ]
-            for out in outputs
-        ]
+        return [[self._completion(c) for c in out.outputs] for out in outputs]
+
+    def _completion(self, c: Any) -> Completion:
+        """vLLM keeps the end-of-turn token in `token_ids`; responses here end before it."""
+        ids = tuple(c.token_ids)
+        if c.finish_reason == "stop" and ids and ids[-1] in self._stop:
+            ids = ids[:-1]
+        return Completion(ids, c.text, _finish_reason(c.finish_reason))
 
 
 def _finish_reason(reason: str | None) -> str:

@@ -18,7 +18,7 @@ import csv
 import html
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ import altair as alt
 import polars as pl
 import pyarrow as pa
 
-from critical_windows import explorer, figures, prompts, tables, windows
+from critical_windows import explorer, figures, judges, prompts, tables, windows
 from critical_windows.backends import EngineSettings, Sampling, load_backend
 from critical_windows.datasets import DatasetError, RowError, SourceRow, draw
 from critical_windows.generation import Generator, StageSettings, derive_seed
@@ -258,6 +258,42 @@ def make_generator(
     return Generator(
         load_backend(backend, model_path, engine_settings, revision), Journal(journal_dir), settings
     )
+
+
+def make_judge(
+    name: str,
+    *,
+    phrases: Sequence[str],
+    strongreject: Mapping[str, Any],
+    templates: Path,
+    code: str,
+    journal_dir: Path,
+    backend: str,
+    engine: Mapping[str, Any],
+    seed: int,
+    batch_size: int,
+) -> Judge:
+    """The judge `name` of the config: the refusal-phrase classifier with `phrases`, or the
+    StrongREJECT rubric (its template read from `templates`, resources/datasets) graded by
+    the model `strongreject["model_path"]`."""
+    if name == "refusal_phrases":
+        return judges.RefusalPhraseJudge(phrases)
+    if name == "strongreject":
+        gen = make_generator(
+            model_path=strongreject["model_path"],
+            revision=strongreject["model"].get("revision"),
+            backend=backend,
+            engine=engine,
+            sampling={"temperature": 0.0, "top_p": 1.0, "max_tokens": strongreject["max_tokens"]},
+            seed=seed,
+            code=code,
+            batch_size=batch_size,
+            journal_dir=journal_dir,
+            label="judge",
+        )
+        rubric = judges.load_rubric(templates, strongreject["template"])
+        return judges.StrongRejectJudge(gen, rubric, strongreject["max_tokens"])
+    raise ValueError(f"unknown judge {name!r}; expected one of {judges.JUDGES}")
 
 
 def sample_continuations(
@@ -837,8 +873,11 @@ _SCRIPT = r"""
       svg(root, "line", { x1: L, x2: W - R, y1: y(p), y2: y(p), stroke: "#eee" });
       svg(root, "text", { x: L - 4, y: y(p) + 3, "text-anchor": "end" }, p);
     });
+    var last = -Infinity;
     r.curve.forEach(function (c) {
-      svg(root, "text", { x: x(c[0]), y: H - B + 12, "text-anchor": "middle" }, c[0]);
+      if (x(c[0]) - last < 14) { return; }  // no overlapping tick labels (20 and 21)
+      last = x(c[0]);
+      svg(root, "text", { x: last, y: H - B + 12, "text-anchor": "middle" }, c[0]);
     });
     svg(root, "text", { x: (L + W - R) / 2, y: H - 2, "text-anchor": "middle" },
       "characters of the opener prefilled");

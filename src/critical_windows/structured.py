@@ -345,6 +345,14 @@ def estimate(
             "conforming": [conforming.height],
             "conforming_share": [conforming.height / samples.height if samples.height else None],
             "distinct_strings": [len(counts)],
+            # the commonest failure of small models: the "A/B" pair copied into the answer
+            "copied_options": [
+                int(
+                    samples["text"]
+                    .str.contains("|".join(re.escape("/".join(b.options)) for b in form.blanks))
+                    .sum()
+                )
+            ],
         }
     )
     curves = pl.from_arrow(pa.Table.from_pylist(curve_rows, schema=CURVES))

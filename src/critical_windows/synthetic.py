@@ -39,7 +39,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
@@ -216,10 +216,6 @@ class Plan:
     events: Mapping[int, str]  # token position -> event kind
     groups: tuple[int, ...] = ()  # group (0 or 1) of each letter, for `narrow`
     hint_accuracy: float = 0.5
-    kinds: tuple[str, ...] = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "kinds", tuple(self.events[p] for p in sorted(self.events)))
 
 
 _CHOICE_LINE = re.compile(r"^\(([A-Z])\) ", re.MULTILINE)
@@ -323,7 +319,6 @@ class SyntheticModel:
         self.max_model_len = max_model_len
         tok = self.tokenizer
         self._prefill = tok.encode(prompts.PREFILL)
-        self._assistant = tok.special_id("<|assistant|>")
         self._end = tok.special_id("<|end|>")
         self._role_ids = {tok.special_id(t): r for r, t in ROLES.items()}
         self._event_of: dict[int, tuple[str, int]] = {}

@@ -74,13 +74,40 @@ def shard_outputs(table):
     )
 
 
+def stage_settings(wildcards):
+    """The config as the model stages see it (see generation.StageSettings)."""
+    model = MODELS[wildcards.model]
+    return {
+        "model": wildcards.model,
+        "model_path": model_path(wildcards),
+        "revision": model.get("revision"),
+        "backend": config["backend"],
+        "engine": config["engine"],
+        "temperature": config["sampling"]["temperature"],
+        "top_p": config["sampling"]["top_p"],
+        "max_tokens": config["sampling"]["max_tokens"],
+        "seed": config["seed"],
+        "samples_per_level": config["samples_per_level"],
+        "elicitation_max_tokens": config["elicitation_max_tokens"],
+        "batch_size": config["batch_size"],
+    }
+
+
+GENERATION_CODE = code_version("backends", "generation", "journal", "prompts")
+
+
 def final_targets():
     """What the experiments of config["experiments"] produce. Chain of thought: summary,
     explorer and every figure of every model (FIGURES is in report.smk), and the scorecard
-    of a synthetic model; structured: see structured_targets in structured.smk."""
+    of a synthetic model; structured: structured_targets below; prefill
+    attack and likelihood ratio: prefill_targets and likelihood_targets in jailbreak.smk."""
     targets = []
     if "structured" in config["experiments"]:
         targets += structured_targets()
+    if "prefill_attack" in config["experiments"]:
+        targets += prefill_targets()
+    if "likelihood_ratio" in config["experiments"]:
+        targets += likelihood_targets()
     if "chain_of_thought" not in config["experiments"]:
         return targets
     for model in MODELS:
@@ -98,3 +125,19 @@ def final_targets():
             ext=["html", "png"],
         )
     return targets
+
+
+def structured_targets():
+    """Blanks table, conformance and the figures of the top strings of every model, of the
+    structured-output experiment (structured.smk)."""
+    targets = expand(
+        "results/structured/{model}/{name}",
+        model=MODELS,
+        name=["blanks.csv", "conformance.csv"],
+    )
+    return targets + expand(
+        "results/structured/{model}/figures/string_{rank}.{ext}",
+        model=MODELS,
+        rank=range(1, config["structured"]["strings_drawn"] + 1),
+        ext=["html", "png"],
+    )

@@ -1,25 +1,3 @@
-def stage_settings(wildcards):
-    """The config as the model stages see it (see generation.StageSettings)."""
-    model = MODELS[wildcards.model]
-    return {
-        "model": wildcards.model,
-        "model_path": model_path(wildcards),
-        "revision": model.get("revision"),
-        "backend": config["backend"],
-        "engine": config["engine"],
-        "temperature": config["sampling"]["temperature"],
-        "top_p": config["sampling"]["top_p"],
-        "max_tokens": config["sampling"]["max_tokens"],
-        "seed": config["seed"],
-        "samples_per_level": config["samples_per_level"],
-        "elicitation_max_tokens": config["elicitation_max_tokens"],
-        "batch_size": config["batch_size"],
-    }
-
-
-GENERATION_CODE = code_version("backends", "generation", "journal", "prompts")
-
-
 rule generate_base:
     input:
         **{f"questions_{ds}": f"results/datasets/{ds}.parquet" for ds in DATASETS},

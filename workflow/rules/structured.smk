@@ -2,29 +2,11 @@
 # times, P(s | prefix) of each distinct answer against the theory's bounds per blank.
 
 STRUCTURED = config["structured"]
+STRUCTURED_FORM = {k: STRUCTURED[k] for k in ("prompt", "blanks", "prefill")}
 
 
 wildcard_constraints:
     rank=r"[1-9]\d*",
-
-
-def structured_targets():
-    """Blanks table, conformance and the figures of the top strings of every model."""
-    targets = expand(
-        "results/structured/{model}/{name}",
-        model=MODELS,
-        name=["blanks.csv", "conformance.csv"],
-    )
-    return targets + expand(
-        "results/structured/{model}/figures/string_{rank}.{ext}",
-        model=MODELS,
-        rank=range(1, STRUCTURED["strings_drawn"] + 1),
-        ext=["html", "png"],
-    )
-
-
-def structured_form():
-    return {k: STRUCTURED[k] for k in ("prompt", "blanks", "prefill")}
 
 
 rule sample_structured_answers:
@@ -45,7 +27,7 @@ rule sample_structured_answers:
         revision=lambda w: MODELS[w.model].get("revision"),
         backend=config["backend"],
         engine=config["engine"],
-        form=structured_form(),
+        form=STRUCTURED_FORM,
         samples=STRUCTURED["samples"],
         samples_per_request=STRUCTURED["samples_per_request"],
         max_tokens=STRUCTURED["max_tokens"],
@@ -76,7 +58,7 @@ rule estimate_structured_curves:
     benchmark:
         "results/benchmarks/structured/{model}/estimate_structured_curves.tsv"
     params:
-        form=structured_form(),
+        form=STRUCTURED_FORM,
         grid_step=STRUCTURED["grid_step"],
         code=code_version("structured"),
     script:

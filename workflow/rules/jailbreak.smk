@@ -1,0 +1,426 @@
+# The jailbreak experiments (METHOD.md §5).
+# Prefill attack, on every model of `models`: harmful requests with the assistant turn
+# prefilled by growing prefixes of an affirmative opener, continuations judged complied or
+# refused, compliance curves and their windows (results/{model}/jailbreak/prefill/).
+# Likelihood ratio: responses to jailbreak and benign prompts scored under an aligned and an
+# unaligned model, ROC and TPR at fixed FPR per attack family (results/jailbreak/likelihood/).
+
+from critical_windows.jailbreak import EMBEDDED_NOTE
+from critical_windows.likelihood import demonstration_note, sources_from_config
+
+JAILBREAK = config["jailbreak"]
+LIKELIHOOD = config["likelihood"]
+REQUEST_SETS = JAILBREAK["datasets"]
+JUDGES = JAILBREAK["judges"]
+PREFILL_FIGURES = ["compliance", "window_share", "request_curves"]
+LIKELIHOOD_FIGURES = ["roc", "score_distributions"]
+ROLES = ["aligned", "unaligned"]
+
+
+wildcard_constraints:
+    request_set="|".join(REQUEST_SETS),
+    judge="|".join(JUDGES),
+    prefill_figure="|".join(PREFILL_FIGURES),
+    likelihood_figure="|".join(LIKELIHOOD_FIGURES),
+    role="|".join(ROLES),
+
+
+def entry_path(entry):
+    """The folder or hub id an engine loads for a model entry ({path, revision}) of the
+    jailbreak config: as model_path, for models that are not in `models`."""
+    return "results/models/embedded" if entry["path"] == "embedded" else entry["path"]
+
+
+def entry_input(entry):
+    """The input files of a model entry (as model_input)."""
+    if entry["path"] == "embedded":
+        return ["results/models/embedded"]
+    return [entry["path"]] if Path(entry["path"]).exists() else []
+
+
+def prefill_note(model):
+    return EMBEDDED_NOTE if MODELS[model]["path"] == "embedded" else None
+
+
+def request_tables(wildcards=None):
+    return expand("results/jailbreak/requests/{request_set}.parquet", request_set=REQUEST_SETS)
+
+
+def prefill_targets():
+    """Summary, explorer and figures (per judge) of the prefill attack on every model."""
+    targets = []
+    for model in MODELS:
+        base = f"results/{model}/jailbreak/prefill"
+        targets += [f"{base}/summary.csv", f"{base}/summary.md", f"{base}/explorer.html"]
+        targets += expand(
+            "{base}/figures/{judge}/{figure}.{ext}",
+            base=base,
+            judge=JUDGES,
+            figure=PREFILL_FIGURES,
+            ext=["html", "png"],
+        )
+    return targets
+
+
+def likelihood_targets():
+    """Detection table and figures of the likelihood-ratio experiment."""
+    base = "results/jailbreak/likelihood"
+    return [f"{base}/detection.csv", f"{base}/detection.md"] + expand(
+        "{base}/figures/{figure}.{ext}",
+        base=base,
+        figure=LIKELIHOOD_FIGURES,
+        ext=["html", "png"],
+    )
+
+
+def engine_settings():
+    return {
+        "backend": config["backend"],
+        "engine": config["engine"],
+        "seed": config["seed"],
+        "batch_size": config["batch_size"],
+    }
+
+
+# --- prefill attack ----------------------------------------------------------------------
+
+
+rule prepare_requests:
+    input:
+        files="resources/datasets",
+    output:
+        requests="results/jailbreak/requests/{request_set}.parquet",
+        rejects="results/jailbreak/requests/{request_set}.rejects.parquet",
+    log:
+        "results/logs/jailbreak/prepare_requests/{request_set}.log",
+    benchmark:
+        "results/benchmarks/jailbreak/prepare_requests/{request_set}.tsv"
+    params:
+        n=JAILBREAK["requests_per_dataset"],
+        seed=config["seed"],
+        bad_rows=config["bad_rows"],
+        code=code_version("datasets", "jailbreak"),
+    script:
+        "../scripts/prepare_jailbreak_requests.py"
+
+
+rule sample_prefill_continuations:
+    input:
+        requests=request_tables(),
+        model=model_input,
+    output:
+        "results/{model}/jailbreak/prefill/continuations.parquet",
+    log:
+        "results/logs/{model}/jailbreak/sample_prefill_continuations.log",
+    benchmark:
+        "results/benchmarks/{model}/jailbreak/sample_prefill_continuations.tsv"
+    resources:
+        gpu=1,
+        mem_mb=lambda wc, attempt: 16000 * attempt,
+        runtime=lambda wc, attempt: 240 * attempt,
+    params:
+        model_path=model_path,
+        revision=lambda w: MODELS[w.model].get("revision"),
+        settings=engine_settings(),
+        sampling={
+            "temperature": config["sampling"]["temperature"],
+            "top_p": config["sampling"]["top_p"],
+            "max_tokens": JAILBREAK["max_tokens"],
+        },
+        attack={
+            k: JAILBREAK[k] for k in ("opener", "step", "samples_per_prefix", "system_prompt")
+        },
+        journal=lambda w: f"results/{w.model}/jailbreak/.journal/sample_prefill_continuations",
+        code=code_version("backends", "generation", "journal", "prompts", "jailbreak"),
+    script:
+        "../scripts/sample_jailbreak_prefills.py"
+
+
+def judge_input(wildcards):
+    if wildcards.judge == "strongreject":
+        return entry_input(JAILBREAK["strongreject"]["model"])
+    return []
+
+
+rule judge_continuations:
+    input:
+        requests=request_tables(),
+        continuations="results/{model}/jailbreak/prefill/continuations.parquet",
+        templates="resources/datasets/strongreject",
+        judge_model=judge_input,
+    output:
+        "results/{model}/jailbreak/prefill/judged/{judge}.parquet",
+    log:
+        "results/logs/{model}/jailbreak/judge_continuations/{judge}.log",
+    benchmark:
+        "results/benchmarks/{model}/jailbreak/judge_continuations/{judge}.tsv"
+    resources:
+        gpu=lambda wc: int(wc.judge == "strongreject"),
+        mem_mb=lambda wc, attempt: 16000 * attempt,
+        runtime=lambda wc, attempt: 240 * attempt,
+    params:
+        phrases=JAILBREAK["refusal_phrases"],
+        strongreject={
+            **JAILBREAK["strongreject"],
+            "model_path": entry_path(JAILBREAK["strongreject"]["model"]),
+        },
+        settings=engine_settings(),
+        journal=lambda w: f"results/{w.model}/jailbreak/.journal/judge_{w.judge}",
+        code=code_version(
+            "backends", "generation", "journal", "prompts", "judges", "jailbreak"
+        ),
+    script:
+        "../scripts/judge_continuations.py"
+
+
+rule detect_compliance_windows:
+    input:
+        judged=expand(
+            "results/{{model}}/jailbreak/prefill/judged/{judge}.parquet", judge=JUDGES
+        ),
+    output:
+        curves="results/{model}/jailbreak/prefill/curves.parquet",
+        windows="results/{model}/jailbreak/prefill/windows.parquet",
+    log:
+        "results/logs/{model}/jailbreak/detect_compliance_windows.log",
+    benchmark:
+        "results/benchmarks/{model}/jailbreak/detect_compliance_windows.tsv"
+    params:
+        opener=JAILBREAK["opener"],
+        thresholds=config["windows"],
+        code=code_version("windows", "jailbreak"),
+    script:
+        "../scripts/detect_jailbreak_windows.py"
+
+
+rule summarize_prefill_attack:
+    input:
+        curves="results/{model}/jailbreak/prefill/curves.parquet",
+        windows="results/{model}/jailbreak/prefill/windows.parquet",
+    output:
+        csv=report(
+            "results/{model}/jailbreak/prefill/summary.csv",
+            caption="../report/jailbreak_summary.rst",
+            category="Jailbreak: prefill attack",
+            subcategory="{model}",
+        ),
+        md="results/{model}/jailbreak/prefill/summary.md",
+    log:
+        "results/logs/{model}/jailbreak/summarize_prefill_attack.log",
+    benchmark:
+        "results/benchmarks/{model}/jailbreak/summarize_prefill_attack.tsv"
+    params:
+        opener=JAILBREAK["opener"],
+        thresholds=config["windows"],
+        note=lambda w: prefill_note(w.model),
+        code=code_version("windows", "jailbreak"),
+    script:
+        "../scripts/summarize_jailbreak_prefills.py"
+
+
+rule plot_prefill_figure:
+    input:
+        curves="results/{model}/jailbreak/prefill/curves.parquet",
+        windows="results/{model}/jailbreak/prefill/windows.parquet",
+    output:
+        html="results/{model}/jailbreak/prefill/figures/{judge}/{prefill_figure}.html",
+        png=report(
+            "results/{model}/jailbreak/prefill/figures/{judge}/{prefill_figure}.png",
+            caption="../report/jailbreak_prefill_figure.rst",
+            category="Jailbreak: prefill attack",
+            subcategory="{model}",
+            labels={
+                "model": "{model}",
+                "judge": "{judge}",
+                "figure": "{prefill_figure}",
+            },
+        ),
+    log:
+        "results/logs/{model}/jailbreak/plot_prefill_figure/{judge}/{prefill_figure}.log",
+    benchmark:
+        "results/benchmarks/{model}/jailbreak/plot_prefill_figure/{judge}/{prefill_figure}.tsv"
+    params:
+        opener=JAILBREAK["opener"],
+        step=JAILBREAK["step"],
+        note=lambda w: prefill_note(w.model),
+        code=code_version("windows", "summary", "figures", "jailbreak"),
+    script:
+        "../scripts/plot_jailbreak_figure.py"
+
+
+rule build_prefill_explorer:
+    input:
+        requests=request_tables(),
+        continuations="results/{model}/jailbreak/prefill/continuations.parquet",
+        judged=expand(
+            "results/{{model}}/jailbreak/prefill/judged/{judge}.parquet", judge=JUDGES
+        ),
+        curves="results/{model}/jailbreak/prefill/curves.parquet",
+        windows="results/{model}/jailbreak/prefill/windows.parquet",
+    output:
+        html=report(
+            "results/{model}/jailbreak/prefill/explorer.html",
+            caption="../report/jailbreak_explorer.rst",
+            category="Jailbreak: prefill attack",
+            subcategory="{model}",
+        ),
+    log:
+        "results/logs/{model}/jailbreak/build_prefill_explorer.log",
+    benchmark:
+        "results/benchmarks/{model}/jailbreak/build_prefill_explorer.tsv"
+    params:
+        opener=JAILBREAK["opener"],
+        per_dataset=JAILBREAK["explorer_requests"],
+        note=lambda w: prefill_note(w.model),
+        code=code_version("explorer", "jailbreak"),
+    script:
+        "../scripts/build_jailbreak_explorer.py"
+
+
+# --- likelihood ratio --------------------------------------------------------------------
+
+
+def likelihood_sources():
+    return [s.__dict__ for s in sources_from_config(LIKELIHOOD)]
+
+
+def likelihood_prompt_inputs(wildcards):
+    """Harmful requests for a prefill-attack source, benchmark questions for a benchmark
+    source (which must be among `datasets`)."""
+    sources = sources_from_config(LIKELIHOOD)
+    inputs = {}
+    if any(s.kind == "prefill_attack" for s in sources):
+        inputs["requests"] = request_tables()
+    wanted = sorted({s.dataset for s in sources if s.kind == "benchmark"})
+    if unknown := [d for d in wanted if d not in DATASETS]:
+        raise ValueError(
+            f"likelihood.benign: benchmark datasets {unknown} are not in `datasets` "
+            f"({DATASETS}); add them there"
+        )
+    inputs["questions"] = expand("results/datasets/{dataset}.parquet", dataset=wanted)
+    return inputs
+
+
+rule prepare_likelihood_prompts:
+    input:
+        unpack(likelihood_prompt_inputs),
+    output:
+        "results/jailbreak/likelihood/prompts.parquet",
+    log:
+        "results/logs/jailbreak/likelihood/prepare_likelihood_prompts.log",
+    benchmark:
+        "results/benchmarks/jailbreak/likelihood/prepare_likelihood_prompts.tsv"
+    params:
+        sources=likelihood_sources(),
+        opener=JAILBREAK["opener"],
+        seed=config["seed"],
+        code=code_version("datasets", "likelihood"),
+    script:
+        "../scripts/prepare_likelihood_prompts.py"
+
+
+rule generate_likelihood_responses:
+    input:
+        prompts="results/jailbreak/likelihood/prompts.parquet",
+        model=entry_input(LIKELIHOOD["aligned"]),
+    output:
+        "results/jailbreak/likelihood/responses.parquet",
+    log:
+        "results/logs/jailbreak/likelihood/generate_likelihood_responses.log",
+    benchmark:
+        "results/benchmarks/jailbreak/likelihood/generate_likelihood_responses.tsv"
+    resources:
+        gpu=1,
+        mem_mb=lambda wc, attempt: 16000 * attempt,
+        runtime=lambda wc, attempt: 120 * attempt,
+    params:
+        model_path=entry_path(LIKELIHOOD["aligned"]),
+        revision=LIKELIHOOD["aligned"]["revision"],
+        system_prompt=LIKELIHOOD["aligned"]["system_prompt"],
+        settings=engine_settings(),
+        sampling={
+            "temperature": config["sampling"]["temperature"],
+            "top_p": config["sampling"]["top_p"],
+            "max_tokens": LIKELIHOOD["max_tokens"],
+        },
+        journal="results/jailbreak/likelihood/.journal/generate_likelihood_responses",
+        code=code_version("backends", "generation", "journal", "prompts", "likelihood"),
+    script:
+        "../scripts/generate_likelihood_responses.py"
+
+
+rule score_log_likelihoods:
+    input:
+        responses="results/jailbreak/likelihood/responses.parquet",
+        model=lambda w: entry_input(LIKELIHOOD[w.role]),
+    output:
+        "results/jailbreak/likelihood/logprobs/{role}.parquet",
+    log:
+        "results/logs/jailbreak/likelihood/score_log_likelihoods/{role}.log",
+    benchmark:
+        "results/benchmarks/jailbreak/likelihood/score_log_likelihoods/{role}.tsv"
+    resources:
+        gpu=1,
+        mem_mb=lambda wc, attempt: 32000 * attempt,
+        runtime=lambda wc, attempt: 120 * attempt,
+    params:
+        model_path=lambda w: entry_path(LIKELIHOOD[w.role]),
+        revision=lambda w: LIKELIHOOD[w.role]["revision"],
+        system_prompt=lambda w: LIKELIHOOD[w.role]["system_prompt"],
+        dtype=LIKELIHOOD["dtype"],
+        batch_tokens=LIKELIHOOD["batch_tokens"],
+        code=code_version("prompts", "likelihood"),
+    script:
+        "../scripts/score_likelihood_logprobs.py"
+
+
+rule evaluate_likelihood_detector:
+    input:
+        responses="results/jailbreak/likelihood/responses.parquet",
+        aligned="results/jailbreak/likelihood/logprobs/aligned.parquet",
+        unaligned="results/jailbreak/likelihood/logprobs/unaligned.parquet",
+    output:
+        scores="results/jailbreak/likelihood/scores.parquet",
+        roc="results/jailbreak/likelihood/roc.parquet",
+        csv=report(
+            "results/jailbreak/likelihood/detection.csv",
+            caption="../report/jailbreak_detection.rst",
+            category="Jailbreak: likelihood ratio",
+        ),
+        md="results/jailbreak/likelihood/detection.md",
+    log:
+        "results/logs/jailbreak/likelihood/evaluate_likelihood_detector.log",
+    benchmark:
+        "results/benchmarks/jailbreak/likelihood/evaluate_likelihood_detector.tsv"
+    params:
+        fprs=LIKELIHOOD["fprs"],
+        roles={role: LIKELIHOOD[role] for role in ROLES},
+        note=demonstration_note(LIKELIHOOD["aligned"], LIKELIHOOD["unaligned"]),
+        code=code_version("likelihood"),
+    script:
+        "../scripts/evaluate_likelihood_detector.py"
+
+
+rule plot_likelihood_figure:
+    input:
+        scores="results/jailbreak/likelihood/scores.parquet",
+        roc="results/jailbreak/likelihood/roc.parquet",
+    output:
+        html="results/jailbreak/likelihood/figures/{likelihood_figure}.html",
+        png=report(
+            "results/jailbreak/likelihood/figures/{likelihood_figure}.png",
+            caption="../report/jailbreak_likelihood_figure.rst",
+            category="Jailbreak: likelihood ratio",
+            labels={"figure": "{likelihood_figure}"},
+        ),
+    log:
+        "results/logs/jailbreak/likelihood/plot_likelihood_figure/{likelihood_figure}.log",
+    benchmark:
+        "results/benchmarks/jailbreak/likelihood/plot_likelihood_figure/{likelihood_figure}.tsv"
+    params:
+        fprs=LIKELIHOOD["fprs"],
+        roles={role: LIKELIHOOD[role] for role in ROLES},
+        note=demonstration_note(LIKELIHOOD["aligned"], LIKELIHOOD["unaligned"]),
+        code=code_version("figures", "likelihood"),
+    script:
+        "../scripts/plot_likelihood_figure.py"

@@ -1,0 +1,25 @@
+"""Rule build_prefill_explorer: the page to read a model's prefill attack request by request."""
+
+import sys
+
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+
+import polars as pl
+
+from critical_windows import jailbreak, tables
+from critical_windows.summary import write_atomic
+
+p = snakemake.params
+page = jailbreak.build_explorer(
+    snakemake.wildcards.model,
+    pl.concat([tables.read_table(f, tables.REQUESTS) for f in snakemake.input.requests]),
+    tables.read_table(snakemake.input.continuations, jailbreak.CONTINUATIONS),
+    pl.concat([tables.read_table(f, jailbreak.JUDGED) for f in snakemake.input.judged]),
+    tables.read_table(snakemake.input.curves, jailbreak.CURVES),
+    tables.read_table(snakemake.input.windows, jailbreak.WINDOWS),
+    opener=p.opener,
+    per_dataset=p.per_dataset,
+    note=p.note,
+)
+write_atomic(snakemake.output.html, page)
+print(f"{len(page) / 1e6:.2f} MB")

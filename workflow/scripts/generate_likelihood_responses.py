@@ -1,0 +1,33 @@
+"""Rule generate_likelihood_responses: every prompt's response, sampled from the aligned
+model where its source has none."""
+
+import logging
+import sys
+from pathlib import Path
+
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(message)s")
+
+from critical_windows import jailbreak, likelihood, tables
+from critical_windows.backends import Sampling
+
+p = snakemake.params
+gen = jailbreak.make_generator(
+    model_path=p.model_path,
+    revision=p.revision,
+    sampling=p.sampling,
+    code=p.code,
+    journal_dir=Path(p.journal),
+    label="aligned",
+    **p.settings,
+)
+responses = likelihood.generate_responses(
+    gen,
+    tables.read_table(snakemake.input.prompts, likelihood.PROMPTS),
+    system_prompt=p.system_prompt,
+    sampling=Sampling(**p.sampling),
+    seed=p.settings["seed"],
+)
+meta = {"model_path": p.model_path, "system_prompt": p.system_prompt, "sampling": p.sampling}
+tables.write_table(responses, snakemake.output[0], likelihood.RESPONSES, meta)
+print(f"{responses.height} responses, {responses['generated'].sum()} generated")
