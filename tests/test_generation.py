@@ -227,7 +227,9 @@ def test_tiny_run_tables(tiny_run: Path, dataset: str) -> None:
     assert res.select("question_id", "level", "sample").is_duplicated().sum() == 0
     assert set(res["finish_reason"]) <= {"stop", "length"}
     assert (res["n_tokens"] <= TINY_CONFIG["sampling"]["max_tokens"]).all()
-    ids = dict(zip(base["question_id"], base["response_token_ids"], strict=True))
+    ids = dict(
+        zip(base["question_id"].to_list(), base["response_token_ids"].to_list(), strict=True)
+    )
     for t in trunc.to_dicts():
         full = ids[t["question_id"]]
         assert t["cut_tokens"] == cut_length(t["level"], len(full))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -539,7 +538,7 @@ def test_a_wrong_jailbreak_setting_stops_the_run_naming_it(tmp_path):
     config = _config("jailbreak.yaml") | {"jailbreak": {"judges": ["gpt4"]}}
     workdir = make_workdir(tmp_path, config)
     done = snakemake(workdir, "-n", check=False)
-    assert done.returncode != 0 and "'gpt4' is not one of" in done.stderr
+    assert done.returncode != 0 and "'gpt4' is not one of" in done.stdout + done.stderr
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ import io
 import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import polars as pl
@@ -41,23 +42,41 @@ GENERATION_ONWARD = {
     "truncate_responses",
 } | GRADING_ONWARD
 
-_finished: list[Path] = []
+_session: dict[str, Path] = {}
+
+
+def with_package(work: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Gives `work` its own copy of the package (make_workdir links the repository's),
+    the same for every workdir of the session, so that edits to the repository while the
+    tests run change neither the code digests the stages run with nor what they import
+    (run_snakemake puts it first on PYTHONPATH)."""
+    if "package" not in _session:
+        _session["package"] = tmp_path_factory.mktemp("package") / "src"
+        shutil.copytree(
+            ROOT / "src",
+            _session["package"],
+            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+        )
+    shutil.copytree(_session["package"], work / "src")
+    return work
+
+
+def run_snakemake(work: Path, *args: str) -> subprocess.CompletedProcess:
+    """conftest.snakemake, importing the workdir's copy of the package."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PYTHONPATH", str(work / "src"))
+        return snakemake(work, *args)
 
 
 def finished_tiny_run(tmp_path_factory: pytest.TempPathFactory, model: Path) -> Path:
     """CONFIG run once per session through profiles/local, up to TARGETS; test_slurm
-    compares its SLURM run against the same run. The workdir holds a copy of the package
-    (not a link to it), so that edits elsewhere in the repository during the session do
-    not change the code digests its stages were run with."""
-    if not _finished:
-        work = tmp_path_factory.mktemp("finished_run")
-        shutil.copytree(
-            ROOT / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
-        )
+    compares its SLURM run against the same run."""
+    if "run" not in _session:
+        work = with_package(tmp_path_factory.mktemp("finished_run"), tmp_path_factory)
         make_workdir(work, CONFIG, model)
-        snakemake(work, "--profile", "profiles/local", *TARGETS)
-        _finished.append(work)
-    return _finished[0]
+        run_snakemake(work, "--profile", "profiles/local", *TARGETS)
+        _session["run"] = work
+    return _session["run"]
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +182,17 @@ def test_library_change_reruns_the_stages_that_use_it(
         assert jobs[rule] == outputs(rows, rule), rule
 
 
+def test_adding_a_model_runs_only_its_jobs(work: Path) -> None:
+    set_config(work, models={**CONFIG["models"], "second": {"path": "embedded"}})
+    theirs = [t.replace(f"results/{MODEL}/", "results/second/") for t in TARGETS]
+    rows = plan(work, *TARGETS, *theirs)
+    jobs = pending(rows)
+    assert set(jobs) == GENERATION_ONWARD
+    for rule, files in jobs.items():
+        assert all(f.startswith("results/second/") for f in files), (rule, files)
+        assert files == outputs(rows, rule) - outputs(plan(work), rule), rule
+
+
 def _journal_counts(log: Path, stage: str) -> tuple[int, int]:
     found = re.search(rf"{stage}: (\d+) requests, (\d+) already journaled", log.read_text())
     assert found, log.read_text()[-2000:]
@@ -196,7 +226,7 @@ def test_adding_a_dataset(work: Path, finished_run: Path) -> None:
         assert jobs[rule] == outputs(rows, rule), rule
 
     tables = ["base", "truncated", "resampled", "elicited"]
-    snakemake(
+    run_snakemake(
         work, *(f"results/{MODEL}/{ds}/{t}.parquet" for ds in [*old, "logiqa"] for t in tables)
     )
     for stage in MODEL_STAGES:

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from conftest import ROOT, SNAKEMAKE, make_workdir
 from polars.testing import assert_frame_equal
-from test_reruns import CONFIG, MODEL, MODEL_STAGES, TARGETS, finished_tiny_run
+from test_reruns import CONFIG, MODEL, MODEL_STAGES, TARGETS, finished_tiny_run, with_package
 
 SLURM = ROOT / "tests" / "slurm"
 OVERLAY = SLURM / "profile"
@@ -85,7 +85,7 @@ def slurm_run(
     slurm_cluster: None, tmp_path_factory: pytest.TempPathFactory, embedded_model: Path
 ) -> tuple[Path, str]:
     """The tiny config through profiles/slurm; returns the workdir and Snakemake's log."""
-    work = tmp_path_factory.mktemp("slurm_run")
+    work = with_package(tmp_path_factory.mktemp("slurm_run"), tmp_path_factory)
     make_workdir(work, CONFIG, embedded_model)
     cpus = len(os.sched_getaffinity(0))
     cmd = [
@@ -97,8 +97,9 @@ def slurm_run(
         "--verbose",  # logs each sbatch call
         *TARGETS,
     ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(work / "src")}  # sbatch --export=ALL passes it on
     try:
-        proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=3600)
+        proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=3600)
     except subprocess.TimeoutExpired as e:
         queue = subprocess.run(["squeue", "--states=all"], capture_output=True, text=True)
         pytest.fail(f"the SLURM run took over an hour:\n{queue.stdout}\n{e.stderr}")

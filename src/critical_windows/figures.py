@@ -154,6 +154,8 @@ def consistency(
         )
         .sort("dataset", "level")
     )
+    if data.is_empty():
+        return _empty(f"no {style.noun.removesuffix('s')} has a {style.curve_name}")
     color = alt.Color("dataset:N", sort=_datasets(windows))
     base = alt.Chart(data).encode(x=style.x())
     band = base.mark_area(opacity=0.15).encode(
@@ -199,6 +201,8 @@ def window_share(
             n=pl.len(),
         )
     )
+    if counts.is_empty():
+        return _empty(f"no {style.noun.removesuffix('s')} has a {style.curve_name}")
     groups = ["research rule", "rule and significant jump"]
     data = pl.concat(
         [

@@ -50,6 +50,8 @@ class StageSettings:
     elicitation_max_tokens: int
     code: str  # digest of the library code the stage runs
     batch_size: int = 64
+    sampling_strategy: str = "fixed"  # "fixed" | "adaptive" (critical_windows.adaptive)
+    adaptive: Mapping[str, Any] | None = None  # the config's `adaptive` block and `jump`
 
     def metadata(self) -> dict[str, Any]:
         meta = asdict(self)
@@ -247,6 +249,7 @@ def resample_prefixes(gen: Generator, base: pl.DataFrame, truncated: pl.DataFram
                     "text": c.text,
                     "n_tokens": len(c.token_ids),
                     "finish_reason": c.finish_reason,
+                    "chosen_by": "grid",
                 }
             )
     return _frame(out, tables.RESAMPLED)
@@ -375,6 +378,14 @@ def run_model_stage(
     log.info("%s: shard %d/%d, datasets %s", stage, shard, shards, ", ".join(outputs))
     if stage == "generate_base":
         table, schema = generate_base(gen, f["questions"]), tables.BASE
+    elif stage == "resample_prefixes" and settings.sampling_strategy == "adaptive":
+        from critical_windows import adaptive
+
+        # The in-stage elicitations are those elicit_answers sends: share its journal.
+        judge = Generator(backend, Journal(journal_dir.parent / "elicit_answers"), settings)
+        knobs = adaptive.AdaptiveSettings.from_mapping(settings.adaptive)
+        table = adaptive.resample_adaptive(gen, f["questions"], f["base"], knobs, judge=judge)
+        schema = tables.RESAMPLED
     elif stage == "resample_prefixes":
         table, schema = resample_prefixes(gen, f["base"], f["truncated"]), tables.RESAMPLED
     elif stage == "elicit_answers":

@@ -238,7 +238,8 @@ def make_generator(
     journal_dir: Path,
     label: str,
 ) -> Generator:
-    """A journaled generator over a freshly loaded engine (see generation.Generator)."""
+    """A journaled generator over a freshly loaded engine (see generation.Generator); the
+    stage settings of the chain-of-thought protocol it has no use for take `sampling`'s."""
     settings = StageSettings(
         model=label,
         model_path=model_path,
@@ -254,10 +255,8 @@ def make_generator(
         code=code,
         batch_size=batch_size,
     )
-    engine_settings = settings.engine
-    return Generator(
-        load_backend(backend, model_path, engine_settings, revision), Journal(journal_dir), settings
-    )
+    backend_ = load_backend(backend, model_path, settings.engine, revision)
+    return Generator(backend_, Journal(journal_dir), settings)
 
 
 def make_judge(

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from critical_windows import prompts
 from critical_windows.backends import Sampling
+from critical_windows.generation import Generator
 
 JUDGES = ("refusal_phrases", "strongreject")
 
@@ -196,7 +197,7 @@ class StrongRejectJudge:
 
     name = "strongreject"
 
-    def __init__(self, generator, rubric: Rubric, max_tokens: int):
+    def __init__(self, generator: Generator, rubric: Rubric, max_tokens: int):
         self.gen = generator
         self.rubric = rubric
         self.sampling = Sampling(0.0, 1.0, max_tokens)

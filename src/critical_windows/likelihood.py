@@ -20,7 +20,7 @@ import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import altair as alt
@@ -32,6 +32,7 @@ from critical_windows import figures, prompts, tables
 from critical_windows.backends import Sampling
 from critical_windows.datasets import DatasetError, draw
 from critical_windows.generation import Generator, derive_seed
+from critical_windows.jailbreak import request_messages
 
 log = logging.getLogger(__name__)
 
@@ -253,11 +254,6 @@ def prepare_prompts(
 # --- responses ---------------------------------------------------------------------------------
 
 
-def messages(user: str, system_prompt: str | None) -> prompts.Messages:
-    head = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    return [*head, {"role": "user", "content": user}]
-
-
 def generate_responses(
     gen: Generator, table: pl.DataFrame, *, system_prompt: str | None, sampling: Sampling, seed: int
 ) -> pl.DataFrame:
@@ -268,8 +264,8 @@ def generate_responses(
     todo = {}
     for r in rows:
         if r["response"] is None:
-            ids = prompts.render(tok, messages(r["user"], system_prompt), r["prefix"])
-            s = Sampling(**{**sampling.__dict__, "seed": derive_seed(seed, r["prompt_id"])})
+            ids = prompts.render(tok, request_messages(r["user"], system_prompt), r["prefix"])
+            s = replace(sampling, seed=derive_seed(seed, r["prompt_id"]))
             todo[r["prompt_id"]] = gen.request(ids, s, f"prompt {r['prompt_id']}")
     done = gen.run(list(todo.values()), "generate_responses")
     out = []
@@ -303,20 +299,30 @@ class Sequenced:
     segment: list[str]  # "preamble" (system turn, template) or one of SEGMENTS
 
 
+_PLACEHOLDER = "\ue000user turn\ue000"  # private-use characters: in no real prompt
+
+
 def sequence(
     tokenizer: Any, user: str, prefix: str, response_ids: Sequence[int], system_prompt: str | None
 ) -> Sequenced:
     """The conversation in the model's chat template: the user segment is the user's text and
     the template tokens that close it and open the assistant turn (the same tokens under any
     system prompt); the prefix is the prefill; the generation is `response_ids`."""
-    text = tokenizer.apply_chat_template(
-        messages(user, system_prompt), tokenize=False, add_generation_prompt=True
-    )
-    start = text.rfind(user) if user else len(text)
-    if start < 0:
-        raise ValueError(
-            f"the chat template changed the user turn {user[:60]!r}...; cannot find its tokens"
+
+    def render(content: str) -> str:
+        return tokenizer.apply_chat_template(
+            request_messages(content, system_prompt), tokenize=False, add_generation_prompt=True
         )
+
+    text = render(user)
+    # Where the user's text starts: what the template puts before a placeholder user turn.
+    head = render(_PLACEHOLDER).split(_PLACEHOLDER)[0]
+    if not text.startswith(head):
+        raise ValueError(
+            f"the chat template renders the turns before the user's text {user[:60]!r} "
+            "differently for different texts; cannot find where the user segment starts"
+        )
+    start = len(head)
     enc = tokenizer(text + prefix, add_special_tokens=False, return_offsets_mapping=True)
     segment = [
         "preamble" if a < start else ("user" if a < len(text) else "prefix")

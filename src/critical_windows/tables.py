@@ -75,6 +75,7 @@ RESAMPLED = pa.schema(
         ("text", _STR),
         ("n_tokens", _INT),
         ("finish_reason", _STR),
+        ("chosen_by", _STR),  # how the level was chosen: "grid" | "bisection" (adaptive)
     ]
 )
 

@@ -90,17 +90,32 @@ def stage_settings(wildcards):
         "samples_per_level": config["samples_per_level"],
         "elicitation_max_tokens": config["elicitation_max_tokens"],
         "batch_size": config["batch_size"],
+        **adaptive_settings(),
     }
 
 
-GENERATION_CODE = code_version("backends", "generation", "journal", "prompts")
+def adaptive_settings():
+    """The adaptive sampling settings of the resampling stage; nothing for the fixed grid,
+    so that fixed runs keep their params."""
+    if not ADAPTIVE:
+        return {}
+    return {
+        "sampling_strategy": "adaptive",
+        "adaptive": {**config.get("adaptive", {}), "jump": config["windows"]["jump"]},
+    }
+
+
+ADAPTIVE = config.get("sampling_strategy", "fixed") == "adaptive"
+GENERATION_CODE = code_version(
+    "backends", "generation", "journal", "prompts", "adaptive", "extraction"
+)
 
 
 def final_targets():
     """What the experiments of config["experiments"] produce. Chain of thought: summary,
     explorer and every figure of every model (FIGURES is in report.smk), and the scorecard
-    of a synthetic model; structured: structured_targets below; prefill
-    attack and likelihood ratio: prefill_targets and likelihood_targets in jailbreak.smk."""
+    of a synthetic model; structured: structured_targets below; prefill attack and
+    likelihood ratio: prefill_targets and likelihood_targets in jailbreak.smk."""
     targets = []
     if "structured" in config["experiments"]:
         targets += structured_targets()
@@ -141,3 +156,95 @@ def structured_targets():
         rank=range(1, config["structured"]["strings_drawn"] + 1),
         ext=["html", "png"],
     )
+
+
+# --- the jailbreak experiments (jailbreak.smk) ---------------------------------------------
+
+
+def prefill_targets():
+    """Summary, explorer and figures (per judge) of the prefill attack on every model."""
+    targets = []
+    for model in MODELS:
+        base = f"results/{model}/jailbreak/prefill"
+        targets += [
+            f"{base}/summary.csv",
+            f"{base}/summary.md",
+            f"{base}/explorer.html",
+        ]
+        targets += expand(
+            "{base}/figures/{judge}/{figure}.{ext}",
+            base=base,
+            judge=config["jailbreak"]["judges"],
+            figure=PREFILL_FIGURES,
+            ext=["html", "png"],
+        )
+    return targets
+
+
+def likelihood_targets():
+    """Detection table and figures of the likelihood-ratio experiment."""
+    base = "results/jailbreak/likelihood"
+    return [f"{base}/detection.csv", f"{base}/detection.md"] + expand(
+        "{base}/figures/{figure}.{ext}",
+        base=base,
+        figure=LIKELIHOOD_FIGURES,
+        ext=["html", "png"],
+    )
+
+
+def entry_path(entry):
+    """The folder or hub id an engine loads for a model entry ({path, revision}) of the
+    jailbreak config, as model_path does for the models of `models`."""
+    return "results/models/embedded" if entry["path"] == "embedded" else entry["path"]
+
+
+def entry_input(entry):
+    """The input files of a model entry of the jailbreak config (as model_input)."""
+    if entry["path"] == "embedded":
+        return ["results/models/embedded"]
+    return [entry["path"]] if Path(entry["path"]).exists() else []
+
+
+def embedded_note(model):
+    """The note that a run of the embedded model demonstrates the mechanism only."""
+    from critical_windows.jailbreak import EMBEDDED_NOTE
+
+    return EMBEDDED_NOTE if MODELS[model]["path"] == "embedded" else None
+
+
+def request_tables(wildcards=None):
+    return expand(
+        "results/jailbreak/requests/{request_set}.parquet",
+        request_set=config["jailbreak"]["datasets"],
+    )
+
+
+def engine_settings():
+    """What every jailbreak stage that loads an engine needs from the config."""
+    return {k: config[k] for k in ("backend", "engine", "seed", "batch_size")}
+
+
+def judge_input(wildcards):
+    """The judge model of the StrongREJECT judge; nothing for the refusal phrases."""
+    if wildcards.judge == "strongreject":
+        return entry_input(config["jailbreak"]["strongreject"]["model"])
+    return []
+
+
+def likelihood_prompt_inputs(wildcards):
+    """Harmful requests for a prefill-attack source, benchmark questions for a benchmark
+    source (which must be among `datasets`)."""
+    from critical_windows.likelihood import sources_from_config
+
+    sources = sources_from_config(config["likelihood"])
+    inputs = {}
+    if any(s.kind == "prefill_attack" for s in sources):
+        inputs["requests"] = request_tables()
+    wanted = sorted({s.dataset for s in sources if s.kind == "benchmark"})
+    if unknown := [d for d in wanted if d not in DATASETS]:
+        raise ValueError(
+            f"likelihood.benign: benchmark datasets {unknown} are not in `datasets` "
+            f"({DATASETS}); add them there"
+        )
+    inputs["questions"] = expand("results/datasets/{dataset}.parquet", dataset=wanted)
+    return inputs

@@ -8,6 +8,8 @@ rule prepare_dataset:
         "results/logs/prepare_dataset/{dataset}.log",
     benchmark:
         "results/benchmarks/prepare_dataset/{dataset}.tsv"
+    conda:
+        "../envs/critical-windows.yaml"
     params:
         source=config["dataset_source"],
         questions_per_dataset=config["questions_per_dataset"],

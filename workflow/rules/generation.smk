@@ -8,6 +8,8 @@ rule generate_base:
         "results/logs/{model}/generate_base/{shard}.log",
     benchmark:
         "results/benchmarks/{model}/generate_base/{shard}.tsv"
+    conda:
+        "../envs/critical-windows.yaml"
     resources:
         gpu=1,
         mem_mb=lambda wc, attempt: 16000 * attempt,
@@ -21,9 +23,18 @@ rule generate_base:
         "../scripts/run_model_stage.py"
 
 
+# With sampling_strategy "adaptive", resample_prefixes chooses the levels itself
+# (critical_windows.adaptive) from the base responses, and truncate_responses then cuts at
+# exactly the levels it sampled: resampled.parquet comes before truncated.parquet.
+
+
 rule truncate_responses:
     input:
         **{f"base_{ds}": f"results/{{model}}/{ds}/base.parquet" for ds in DATASETS},
+        **{
+            f"resampled_{ds}": f"results/{{model}}/{ds}/resampled.parquet"
+            for ds in (DATASETS if ADAPTIVE else [])
+        },
         model=model_input,
     output:
         expand("results/{{model}}/{dataset}/truncated.parquet", dataset=DATASETS),
@@ -31,11 +42,13 @@ rule truncate_responses:
         "results/logs/{model}/truncate_responses.log",
     benchmark:
         "results/benchmarks/{model}/truncate_responses.tsv"
+    conda:
+        "../envs/critical-windows.yaml"
     params:
         levels=config["levels"],
         model_path=model_path,
         revision=lambda w: MODELS[w.model].get("revision"),
-        code=code_version("backends", "generation"),
+        code=code_version("backends", "generation", *(["adaptive"] if ADAPTIVE else [])),
     script:
         "../scripts/truncate_responses.py"
 
@@ -45,7 +58,11 @@ rule resample_prefixes:
         **{f"base_{ds}": f"results/{{model}}/{ds}/base.parquet" for ds in DATASETS},
         **{
             f"truncated_{ds}": f"results/{{model}}/{ds}/truncated.parquet"
-            for ds in DATASETS
+            for ds in ([] if ADAPTIVE else DATASETS)
+        },
+        **{
+            f"questions_{ds}": f"results/datasets/{ds}.parquet"
+            for ds in (DATASETS if ADAPTIVE else [])
         },
         model=model_input,
     output:
@@ -54,6 +71,8 @@ rule resample_prefixes:
         "results/logs/{model}/resample_prefixes/{shard}.log",
     benchmark:
         "results/benchmarks/{model}/resample_prefixes/{shard}.tsv"
+    conda:
+        "../envs/critical-windows.yaml"
     resources:
         gpu=1,
         mem_mb=lambda wc, attempt: 16000 * attempt,
@@ -82,6 +101,8 @@ rule elicit_answers:
         "results/logs/{model}/elicit_answers/{shard}.log",
     benchmark:
         "results/benchmarks/{model}/elicit_answers/{shard}.tsv"
+    conda:
+        "../envs/critical-windows.yaml"
     resources:
         gpu=1,
         mem_mb=lambda wc, attempt: 16000 * attempt,
@@ -110,6 +131,8 @@ rule gather_shards:
         "results/logs/{model}/gather_shards/{table}.log",
     benchmark:
         "results/benchmarks/{model}/gather_shards/{table}.tsv"
+    conda:
+        "../envs/critical-windows.yaml"
     params:
         code=code_version("generation"),
     script:

@@ -9,6 +9,8 @@ rule grade_answers:
         "results/logs/grade_answers/{model}/{dataset}.log",
     benchmark:
         "results/benchmarks/grade_answers/{model}/{dataset}.tsv"
+    conda:
+        "../envs/critical-windows.yaml"
     threads: 4
     params:
         # math-verify results shared by every job and kept across runs; not an output,

@@ -4,8 +4,8 @@
 # refused, compliance curves and their windows (results/{model}/jailbreak/prefill/).
 # Likelihood ratio: responses to jailbreak and benign prompts scored under an aligned and an
 # unaligned model, ROC and TPR at fixed FPR per attack family (results/jailbreak/likelihood/).
+# Input functions and targets are in common.smk.
 
-from critical_windows.jailbreak import EMBEDDED_NOTE
 from critical_windows.likelihood import demonstration_note, sources_from_config
 
 JAILBREAK = config["jailbreak"]
@@ -23,63 +23,6 @@ wildcard_constraints:
     prefill_figure="|".join(PREFILL_FIGURES),
     likelihood_figure="|".join(LIKELIHOOD_FIGURES),
     role="|".join(ROLES),
-
-
-def entry_path(entry):
-    """The folder or hub id an engine loads for a model entry ({path, revision}) of the
-    jailbreak config: as model_path, for models that are not in `models`."""
-    return "results/models/embedded" if entry["path"] == "embedded" else entry["path"]
-
-
-def entry_input(entry):
-    """The input files of a model entry (as model_input)."""
-    if entry["path"] == "embedded":
-        return ["results/models/embedded"]
-    return [entry["path"]] if Path(entry["path"]).exists() else []
-
-
-def prefill_note(model):
-    return EMBEDDED_NOTE if MODELS[model]["path"] == "embedded" else None
-
-
-def request_tables(wildcards=None):
-    return expand("results/jailbreak/requests/{request_set}.parquet", request_set=REQUEST_SETS)
-
-
-def prefill_targets():
-    """Summary, explorer and figures (per judge) of the prefill attack on every model."""
-    targets = []
-    for model in MODELS:
-        base = f"results/{model}/jailbreak/prefill"
-        targets += [f"{base}/summary.csv", f"{base}/summary.md", f"{base}/explorer.html"]
-        targets += expand(
-            "{base}/figures/{judge}/{figure}.{ext}",
-            base=base,
-            judge=JUDGES,
-            figure=PREFILL_FIGURES,
-            ext=["html", "png"],
-        )
-    return targets
-
-
-def likelihood_targets():
-    """Detection table and figures of the likelihood-ratio experiment."""
-    base = "results/jailbreak/likelihood"
-    return [f"{base}/detection.csv", f"{base}/detection.md"] + expand(
-        "{base}/figures/{figure}.{ext}",
-        base=base,
-        figure=LIKELIHOOD_FIGURES,
-        ext=["html", "png"],
-    )
-
-
-def engine_settings():
-    return {
-        "backend": config["backend"],
-        "engine": config["engine"],
-        "seed": config["seed"],
-        "batch_size": config["batch_size"],
-    }
 
 
 # --- prefill attack ----------------------------------------------------------------------
@@ -128,18 +71,13 @@ rule sample_prefill_continuations:
             "max_tokens": JAILBREAK["max_tokens"],
         },
         attack={
-            k: JAILBREAK[k] for k in ("opener", "step", "samples_per_prefix", "system_prompt")
+            k: JAILBREAK[k]
+            for k in ("opener", "step", "samples_per_prefix", "system_prompt")
         },
         journal=lambda w: f"results/{w.model}/jailbreak/.journal/sample_prefill_continuations",
         code=code_version("backends", "generation", "journal", "prompts", "jailbreak"),
     script:
         "../scripts/sample_jailbreak_prefills.py"
-
-
-def judge_input(wildcards):
-    if wildcards.judge == "strongreject":
-        return entry_input(JAILBREAK["strongreject"]["model"])
-    return []
 
 
 rule judge_continuations:
@@ -212,7 +150,7 @@ rule summarize_prefill_attack:
     params:
         opener=JAILBREAK["opener"],
         thresholds=config["windows"],
-        note=lambda w: prefill_note(w.model),
+        note=lambda w: embedded_note(w.model),
         code=code_version("windows", "jailbreak"),
     script:
         "../scripts/summarize_jailbreak_prefills.py"
@@ -242,7 +180,7 @@ rule plot_prefill_figure:
     params:
         opener=JAILBREAK["opener"],
         step=JAILBREAK["step"],
-        note=lambda w: prefill_note(w.model),
+        note=lambda w: embedded_note(w.model),
         code=code_version("windows", "summary", "figures", "jailbreak"),
     script:
         "../scripts/plot_jailbreak_figure.py"
@@ -271,34 +209,13 @@ rule build_prefill_explorer:
     params:
         opener=JAILBREAK["opener"],
         per_dataset=JAILBREAK["explorer_requests"],
-        note=lambda w: prefill_note(w.model),
+        note=lambda w: embedded_note(w.model),
         code=code_version("explorer", "jailbreak"),
     script:
         "../scripts/build_jailbreak_explorer.py"
 
 
 # --- likelihood ratio --------------------------------------------------------------------
-
-
-def likelihood_sources():
-    return [s.__dict__ for s in sources_from_config(LIKELIHOOD)]
-
-
-def likelihood_prompt_inputs(wildcards):
-    """Harmful requests for a prefill-attack source, benchmark questions for a benchmark
-    source (which must be among `datasets`)."""
-    sources = sources_from_config(LIKELIHOOD)
-    inputs = {}
-    if any(s.kind == "prefill_attack" for s in sources):
-        inputs["requests"] = request_tables()
-    wanted = sorted({s.dataset for s in sources if s.kind == "benchmark"})
-    if unknown := [d for d in wanted if d not in DATASETS]:
-        raise ValueError(
-            f"likelihood.benign: benchmark datasets {unknown} are not in `datasets` "
-            f"({DATASETS}); add them there"
-        )
-    inputs["questions"] = expand("results/datasets/{dataset}.parquet", dataset=wanted)
-    return inputs
 
 
 rule prepare_likelihood_prompts:
@@ -311,7 +228,7 @@ rule prepare_likelihood_prompts:
     benchmark:
         "results/benchmarks/jailbreak/likelihood/prepare_likelihood_prompts.tsv"
     params:
-        sources=likelihood_sources(),
+        sources=[s.__dict__ for s in sources_from_config(LIKELIHOOD)],
         opener=JAILBREAK["opener"],
         seed=config["seed"],
         code=code_version("datasets", "likelihood"),
@@ -334,7 +251,7 @@ rule generate_likelihood_responses:
         mem_mb=lambda wc, attempt: 16000 * attempt,
         runtime=lambda wc, attempt: 120 * attempt,
     params:
-        model_path=entry_path(LIKELIHOOD["aligned"]),
+        model_path=lambda w: entry_path(LIKELIHOOD["aligned"]),
         revision=LIKELIHOOD["aligned"]["revision"],
         system_prompt=LIKELIHOOD["aligned"]["system_prompt"],
         settings=engine_settings(),

@@ -5,6 +5,8 @@ rule materialize_embedded_model:
         "results/logs/materialize_embedded_model.log",
     benchmark:
         "results/benchmarks/materialize_embedded_model.tsv"
+    conda:
+        "../envs/critical-windows.yaml"
     params:
         code=code_version("models"),
     script:

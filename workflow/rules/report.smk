@@ -31,6 +31,8 @@ rule plot_figure:
         "results/logs/plot_figure/{model}/{figure}.log",
     benchmark:
         "results/benchmarks/plot_figure/{model}/{figure}.tsv"
+    conda:
+        "../envs/critical-windows.yaml"
     params:
         # spliced into report/figure.rst when the report is built
         caption=lambda wc: Path(
@@ -59,6 +61,8 @@ rule build_explorer:
         "results/logs/build_explorer/{model}.log",
     benchmark:
         "results/benchmarks/build_explorer/{model}.tsv"
+    conda:
+        "../envs/critical-windows.yaml"
     params:
         # Not in the config schema yet: the page stays light with 100 per dataset.
         questions_per_dataset=config.get("explorer", {}).get(

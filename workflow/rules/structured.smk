@@ -18,6 +18,8 @@ rule sample_structured_answers:
         "results/logs/structured/{model}/sample_structured_answers.log",
     benchmark:
         "results/benchmarks/structured/{model}/sample_structured_answers.tsv"
+    conda:
+        "../envs/critical-windows.yaml"
     resources:
         gpu=1,
         mem_mb=lambda wc, attempt: 16000 * attempt,
@@ -57,6 +59,8 @@ rule estimate_structured_curves:
         "results/logs/structured/{model}/estimate_structured_curves.log",
     benchmark:
         "results/benchmarks/structured/{model}/estimate_structured_curves.tsv"
+    conda:
+        "../envs/critical-windows.yaml"
     params:
         form=STRUCTURED_FORM,
         grid_step=STRUCTURED["grid_step"],
@@ -83,6 +87,8 @@ rule plot_structured_string:
         "results/logs/structured/{model}/plot_structured_string/{rank}.log",
     benchmark:
         "results/benchmarks/structured/{model}/plot_structured_string/{rank}.tsv"
+    conda:
+        "../envs/critical-windows.yaml"
     params:
         code=code_version("structured", "summary"),
     script:

@@ -19,6 +19,8 @@ rule score_windows:
         "results/logs/score_windows/{model}.log",
     benchmark:
         "results/benchmarks/score_windows/{model}.tsv"
+    conda:
+        "../envs/critical-windows.yaml"
     params:
         model_path=model_path,
         jump=config["windows"]["jump"],

@@ -10,6 +10,8 @@ rule detect_windows:
         "results/logs/detect_windows/{model}.log",
     benchmark:
         "results/benchmarks/detect_windows/{model}.tsv"
+    conda:
+        "../envs/critical-windows.yaml"
     params:
         datasets=DATASETS,
         jump=config["windows"]["jump"],
@@ -36,6 +38,8 @@ rule summarize_run:
         "results/logs/summarize_run/{model}.log",
     benchmark:
         "results/benchmarks/summarize_run/{model}.tsv"
+    conda:
+        "../envs/critical-windows.yaml"
     params:
         datasets=DATASETS,
         thresholds=config["windows"],

@@ -14,7 +14,15 @@ tokenizer = load_tokenizer(snakemake.params.model_path, snakemake.params.revisio
 for out in snakemake.output:
     dataset = Path(out).parent.name
     base = tables.read_table(snakemake.input[f"base_{dataset}"], tables.BASE)
-    truncated = truncate_responses(base, snakemake.params.levels, tokenizer)
     meta = {"levels": snakemake.params.levels, "model_path": snakemake.params.model_path}
+    if hasattr(snakemake.input, f"resampled_{dataset}"):  # a Namedlist: `in` tests paths
+        # sampling_strategy "adaptive": the levels the resampling stage chose, per question
+        from critical_windows.adaptive import truncate_at_sampled_levels
+
+        resampled = tables.read_table(snakemake.input[f"resampled_{dataset}"], tables.RESAMPLED)
+        truncated = truncate_at_sampled_levels(base, resampled, tokenizer)
+        meta["levels"] = "adaptive"
+    else:
+        truncated = truncate_responses(base, snakemake.params.levels, tokenizer)
     tables.write_table(truncated, out, tables.TRUNCATED, meta)
     print(f"{dataset}: {len(truncated)} prefixes of {len(base)} responses")

@@ -1,0 +1,187 @@
+"""Benchmark: adaptive resampling against the fixed grid on the synthetic model.
+
+The fixed strategy samples M continuations at every level of a grid (scored like
+bench_synthetic_sweep.py: one simulation at the largest M, sub-sampled). The adaptive
+strategy (critical_windows.adaptive) runs its driver through a Generator on the synthetic
+model, then the workflow's own elicitation, grading and detection on what it sampled.
+Both are scored against the exact truth (synthetic.score, truth "planted", method "rule").
+
+Per strategy and budget: generated tokens per question (base response and continuations),
+model calls per question (sequences generated: base, continuations and elicitations of
+orig, stumps and continuations), window recall and precision, and the mean localization
+error in tokens ((|start error| + |end error|) / 2 over located true windows). Writes
+results/benchmarks/adaptive.csv.
+
+    python benchmarks/bench_adaptive.py [--questions 60] [--model synthetic]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import polars as pl
+
+from critical_windows import adaptive, datasets, generation, grading, synthetic, windows
+from critical_windows.backends import EngineSettings
+from critical_windows.journal import Journal
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = ["arc_easy", "mmlu"]
+FIXED = {
+    "paper": [0.05, 0.1, 0.3, 0.5, 0.7, 0.9],
+    "deciles": [round(0.1 * i, 2) for i in range(1, 10)],
+}
+FIXED_SAMPLES = [10, 25, 50]
+# Adaptive budgets: (name, settings of the `adaptive` block)
+ADAPTIVE = {
+    "max8_gap4": dict(max_samples=8, min_gap_tokens=4),
+    "max12_gap2": dict(max_samples=12, min_gap_tokens=2),
+    "max16_gap2": dict(max_samples=16, min_gap_tokens=2),
+    "max16_gap2_confirm32": dict(max_samples=16, min_gap_tokens=2, confirm_samples=32),
+    "max12_gap4_confirm32": dict(max_samples=12, min_gap_tokens=4, confirm_samples=32),
+    "max16_gap2_cap800": dict(max_samples=16, min_gap_tokens=2, max_tokens_per_question=800),
+}
+
+
+def settings(seed: int) -> generation.StageSettings:
+    return generation.StageSettings(
+        model="synthetic",
+        model_path="synthetic",
+        revision=None,
+        backend="vllm",
+        engine=EngineSettings(max_model_len=16384),
+        temperature=0.6,
+        top_p=0.9,
+        max_tokens=128,
+        seed=seed,
+        samples_per_level=1,
+        elicitation_max_tokens=32,
+        code="bench",
+        batch_size=4096,
+    )
+
+
+def quality(card: pl.DataFrame) -> dict[str, float]:
+    row = card.filter(
+        (pl.col("population") == "all")
+        & (pl.col("truth") == "planted")
+        & (pl.col("method") == "rule")
+    ).row(0, named=True)
+    err = None
+    if row["start_error_tokens"] is not None:
+        err = (row["start_error_tokens"] + row["end_error_tokens"]) / 2
+    return {
+        "true_windows": row["true_windows"],
+        "detected": row["detected"],
+        "recall": row["recall"],
+        "precision": row["precision"],
+        "error_tokens": err,
+        "width_tokens": row["width_tokens"],
+    }
+
+
+def run_adaptive(
+    model: synthetic.SyntheticModel,
+    questions: pl.DataFrame,
+    s: adaptive.AdaptiveSettings,
+    seed: int,
+    folder: Path,
+    *,
+    jump: float,
+    drop: float,
+    fdr: float,
+) -> tuple[pl.DataFrame, dict[str, float], pl.DataFrame]:
+    """The adaptive driver, then elicitation, grading and detection of the workflow."""
+    gen = generation.Generator(model, Journal(folder / "gen"), settings(seed))
+    judge = generation.Generator(model, Journal(folder / "judge"), settings(seed))
+    base = generation.generate_base(gen, questions)
+    resampled = adaptive.resample_adaptive(gen, questions, base, s, judge=judge)
+    truncated = adaptive.truncate_at_sampled_levels(base, resampled, model.tokenizer)
+    elicited = generation.elicit_answers(judge, questions, base, truncated, resampled)
+    graded, _ = grading.grade(questions, elicited, processes=1)
+    _, found = windows.detect(graded, truncated, base, jump=jump, drop=drop, fdr=fdr)
+    truth = synthetic.truth(model, questions, base, truncated, jump=jump, drop=drop)
+    n = base.height
+    cost = {
+        "tokens_per_question": (
+            int(base["n_response_tokens"].sum()) + int(resampled["n_tokens"].sum())
+        )
+        / n,
+        "calls_per_question": (
+            n + resampled.height + elicited.filter(pl.col("kind") != "direct").height
+        )
+        / n,
+        "levels_per_question": truncated.height / n,
+    }
+    return synthetic.score(found, truncated, truth), cost, resampled
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--questions", type=int, default=60, help="per dataset")
+    parser.add_argument("--model", default="synthetic", help='"synthetic" or "synthetic:<preset>"')
+    parser.add_argument("--seed", type=int, default=2243)
+    parser.add_argument("--jump", type=float, default=0.5)
+    parser.add_argument("--drop", type=float, default=0.3)
+    parser.add_argument("--fdr", type=float, default=0.05)
+    parser.add_argument("--only", nargs="*", help="adaptive budgets to run (default: all)")
+    parser.add_argument("--out", type=Path, default=ROOT / "results/benchmarks/adaptive.csv")
+    args = parser.parse_args()
+    thresholds = dict(jump=args.jump, drop=args.drop, fdr=args.fdr)
+
+    start = time.monotonic()
+    questions = pl.concat(
+        datasets.prepare(
+            name,
+            source="bundled",
+            resources=ROOT / "resources/datasets",
+            n=args.questions,
+            seed=args.seed,
+            bad_rows="error",
+        )[0]
+        for name in DATASETS
+    )
+    model = synthetic.load(args.model)
+    rows = []
+    levels = sorted({f for grid in FIXED.values() for f in grid})
+    sim = synthetic.simulate(model, questions, levels, max(FIXED_SAMPLES), args.seed)
+    for grid, grid_levels in FIXED.items():
+        for m in FIXED_SAMPLES:
+            card, cost = synthetic.evaluate(model, sim, grid_levels, m, **thresholds)
+            calls = 1 + len(grid_levels) * m + cost["elicitations_per_question"]
+            rows.append(
+                {
+                    "strategy": "fixed",
+                    "budget": f"{grid}_m{m}",
+                    "tokens_per_question": cost["tokens_per_question"],
+                    "calls_per_question": calls,
+                    "levels_per_question": len(grid_levels),
+                    **quality(card),
+                }
+            )
+    print(f"fixed grids scored in {time.monotonic() - start:.1f} s")
+    for name, values in ADAPTIVE.items():
+        if args.only and name not in args.only:
+            continue
+        s = adaptive.AdaptiveSettings.from_mapping(values, jump=args.jump)
+        with tempfile.TemporaryDirectory() as tmp:
+            card, cost, _ = run_adaptive(model, questions, s, args.seed, Path(tmp), **thresholds)
+        rows.append({"strategy": "adaptive", "budget": name, **cost, **quality(card)})
+        print(f"adaptive {name} done at {time.monotonic() - start:.1f} s")
+    out = pl.DataFrame(rows)
+    reference = out.filter(pl.col("budget") == "paper_m25").row(0, named=True)
+    out = out.with_columns(
+        token_ratio_vs_paper_m25=reference["tokens_per_question"] / pl.col("tokens_per_question")
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_csv(args.out)
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=200, tbl_hide_dataframe_shape=True):
+        print(out.with_columns(pl.col(pl.Float64).round(3)))
+    print(f"wrote {args.out} in {time.monotonic() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""Adaptive resampling: the stopping rule and bisection on hand-made curves, the driver on
+the synthetic model against the fixed grid, resuming from the journal, and a Snakemake run
+with sampling_strategy "adaptive"."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+from conftest import make_workdir, snakemake
+
+from critical_windows import adaptive, datasets, generation, synthetic, tables
+from critical_windows.generation import Generator, cut_length
+from critical_windows.journal import Journal
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+S = adaptive.AdaptiveSettings()
+
+
+def test_stopping_rule_decides_clear_levels_early_and_caps_the_rest() -> None:
+    assert adaptive.classify(3, 3, S) is None  # fewer than initial_samples
+    assert adaptive.classify(4, 4, S) == "high"  # all consistent: committed
+    assert adaptive.classify(2, 4, S) is None  # P near 1 - jump: undecided
+    assert adaptive.classify(0, 8, S) == "low"  # clearly below 1 - jump
+    assert adaptive.classify(8, 16, S) == "low"  # max_samples: by the point estimate
+    assert adaptive.level_decided(8, 16, S) and not adaptive.level_decided(2, 4, S)
+    strict = adaptive.AdaptiveSettings(confidence=0.99)
+    assert adaptive.classify(4, 4, strict) is None  # a stricter interval needs more
+
+
+def test_bisection_levels_stop_by_the_ratio_test_between_the_ends() -> None:
+    ends = (0.3, 1.0)  # the step being split: P 0.3 below, 1 above
+    assert adaptive.classify(4, 4, S, ends) == "high"  # 4 consistent in a row
+    assert adaptive.classify(2, 4, S, ends) == "low"  # two misses: not committed yet
+    assert adaptive.classify(3, 4, S, ends) is None  # one miss: sample more
+    assert adaptive.classify(1, 1, S, ends) is None
+    # far fewer samples than the Wilson rule needs for the same call
+    assert adaptive.classify(2, 4, S) is None
+
+
+def test_bisection_splits_the_jump_down_to_the_minimum_gap() -> None:
+    length = 100
+    # P low at 5 and 25, high at 50 and 75: the jump lies in (25, 50)
+    points = [(5, "low", 0.1), (25, "low", 0.25), (50, "high", 1.0), (75, "high", 1.0)]
+    assert adaptive.next_bisection(points, length, S) == (37, (0.25, 1.0))
+    # flat curves have nothing to split
+    flat = [(5, "high", 1.0), (25, "high", 1.0), (50, "high", 1.0)]
+    assert adaptive.next_bisection(flat, length, S) is None
+    # a step no wider than min_gap_tokens is left alone
+    assert adaptive.next_bisection([(40, "low", 0.2), (42, "high", 1.0)], length, S) is None
+    # a low last level: the jump is in the step to the whole response (P = 1)
+    assert adaptive.next_bisection([(50, "high", 1.0), (75, "low", 0.0)], length, S)[0] == 87
+    # of two candidate steps, the larger rise goes first
+    two = [(10, "low", 0.4), (30, "high", 0.8), (60, "low", 0.1), (80, "high", 1.0)]
+    assert adaptive.next_bisection(two, length, S)[0] == 70
+    # on an exact step curve, bisection converges on the jumping token
+    t, cuts = 63, {5, 25, 50, 75}
+    while True:
+        pts = [(c, "high" if c > t else "low", 1.0 if c > t else 0.3) for c in cuts]
+        found = adaptive.next_bisection(pts, length, S)
+        if found is None:
+            break
+        cuts.add(found[0])
+    lo = max(c for c in cuts if c <= t)
+    hi = min(c for c in cuts if c > t)
+    assert lo <= t < hi and hi - lo <= S.min_gap_tokens
+    assert adaptive.largest_step([(c, 1.0 if c > t else 0.3) for c in cuts], length) == (lo, hi)
+
+
+def test_levels_for_cuts_round_trip() -> None:
+    for length in (7, 44, 91, 100, 2048):
+        for cut in range(1, length, max(1, length // 13)):
+            f = adaptive.level_for_cut(cut, length)
+            assert 0 < f < 1 and cut_length(f, length) == cut
+
+
+@pytest.fixture(scope="module")
+def questions() -> pl.DataFrame:
+    return pl.concat(
+        datasets.prepare(
+            name,
+            source="bundled",
+            resources=ROOT / "resources/datasets",
+            n=20,
+            seed=2243,
+            bad_rows="error",
+        )[0]
+        for name in ("arc_easy", "mmlu")
+    )
+
+
+def test_adaptive_finds_planted_windows_with_fewer_tokens_than_fixed(
+    questions, tmp_path: Path
+) -> None:
+    import bench_adaptive as bench
+
+    model = synthetic.load("synthetic")
+    card, cost, resampled = bench.run_adaptive(
+        model, questions, S, 2243, tmp_path, jump=0.5, drop=0.3, fdr=0.05
+    )
+    got = bench.quality(card)
+    levels = [0.05, 0.1, 0.3, 0.5, 0.7, 0.9]
+    sim = synthetic.simulate(model, questions, levels, 25, 2243)
+    fixed_card, fixed_cost = synthetic.evaluate(
+        model, sim, levels, 25, jump=0.5, drop=0.3, fdr=0.05
+    )
+    fixed = bench.quality(fixed_card)
+    assert got["true_windows"] >= 10
+    assert got["recall"] >= 0.7 and got["precision"] >= 0.7
+    assert got["error_tokens"] < fixed["error_tokens"]
+    assert cost["tokens_per_question"] < fixed_cost["tokens_per_question"] / 2
+    assert set(resampled["chosen_by"]) == {"grid", "bisection"}
+
+
+def test_adaptive_resumes_from_the_journal(questions, tmp_path: Path) -> None:
+    import bench_adaptive as bench
+
+    model = synthetic.load("synthetic")
+    qs = questions.head(6)
+    settings = bench.settings(2243)
+    gen = Generator(model, Journal(tmp_path / "g"), settings)
+    base = generation.generate_base(gen, qs)
+    first = adaptive.resample_adaptive(gen, qs, base, S)
+
+    class Counting:
+        def __init__(self, inner):
+            self.inner, self.calls = inner, 0
+            self.name, self.tokenizer = inner.name, inner.tokenizer
+            self.max_model_len = inner.max_model_len
+
+        def generate(self, prompts_, params):
+            self.calls += 1
+            return self.inner.generate(prompts_, params)
+
+    counting = Counting(model)
+    again = adaptive.resample_adaptive(
+        Generator(counting, Journal(tmp_path / "g"), settings), qs, base, S
+    )
+    assert counting.calls == 0
+    assert again.equals(first)
+    truncated = adaptive.truncate_at_sampled_levels(base, first, model.tokenizer)
+    pairs = first.select("question_id", "level").unique()
+    assert truncated.height == pairs.height
+    tables.conform(truncated, tables.TRUNCATED, "truncated")
+    tables.conform(first, tables.RESAMPLED, "resampled")
+
+
+@pytest.mark.slow
+def test_adaptive_strategy_runs_through_snakemake(tmp_path: Path) -> None:
+    config = {
+        "models": {"synthetic": {"path": "synthetic"}},
+        "datasets": ["arc_easy", "mmlu"],
+        "questions_per_dataset": 6,
+        "engine": {"max_model_len": 16384},
+        "sampling": {"temperature": 0.6, "top_p": 0.9, "max_tokens": 128},
+        "sampling_strategy": "adaptive",
+        "adaptive": {"max_samples": 8},
+        "elicitation_max_tokens": 32,
+        "batch_size": 512,
+    }
+    work = make_workdir(tmp_path, config)
+    snakemake(work, "results/synthetic/scorecard.csv", "results/synthetic/summary.csv")
+    for d in config["datasets"]:
+        res = tables.read_table(work / f"results/synthetic/{d}/resampled.parquet", tables.RESAMPLED)
+        cut = tables.read_table(work / f"results/synthetic/{d}/truncated.parquet", tables.TRUNCATED)
+        assert set(res["chosen_by"]) <= {"grid", "bisection"} and "grid" in set(res["chosen_by"])
+        assert (
+            cut.select("question_id", "level")
+            .sort("question_id", "level")
+            .equals(res.select("question_id", "level").unique().sort("question_id", "level"))
+        )
+        curves = tables.read_table(work / f"results/synthetic/{d}/curves.parquet", tables.CURVES)
+        assert curves["n_missing"].sum() == 0
+    card = pl.read_csv(work / "results/synthetic/scorecard.csv")
+    assert card.filter(pl.col("population") == "all").height == 6
+    assert (work / "results/synthetic/.journal/elicit_answers").is_dir()
