@@ -42,6 +42,8 @@ ADAPTIVE = {
     "max16_gap2": dict(max_samples=16, min_gap_tokens=2),
     "max16_gap2_confirm32": dict(max_samples=16, min_gap_tokens=2, confirm_samples=32),
     "max12_gap4_confirm32": dict(max_samples=12, min_gap_tokens=4, confirm_samples=32),
+    "max8_gap4_confirm32": dict(max_samples=8, min_gap_tokens=4, confirm_samples=32),
+    "max8_gap4_confirm20": dict(max_samples=8, min_gap_tokens=4, confirm_samples=20),
     "max16_gap2_cap800": dict(max_samples=16, min_gap_tokens=2, max_tokens_per_question=800),
 }
 

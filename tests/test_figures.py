@@ -108,7 +108,13 @@ def test_report_rules_list_every_figure():
 
 
 MINI_SNAKEFILE = """\
+from snakemake.utils import validate
+
+
 configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"

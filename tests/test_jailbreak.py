@@ -300,6 +300,22 @@ def test_summary_counts_windows_per_judge_and_dataset_and_carries_the_note():
     assert NOTE in text and "| refusal_phrases | advbench | 2 |" in text
 
 
+def test_a_judge_without_verdicts_has_no_curves_and_no_window_share():
+    rows = [
+        {"request_id": "advbench-0001", "dataset": "advbench", "prefix_chars": k, "sample": 0}
+        | {"judge": "strongreject", "judge_model": "m", "complied": None}
+        | {"missing_reason": "no #scores section", "judge_output": "User instruction: ..."}
+        for k in jailbreak.prefix_lengths(OPENER, 4)
+    ]
+    curves = jailbreak.compliance_curves(jailbreak._frame(rows, jailbreak.JUDGED), OPENER)
+    assert curves["p_complied"].is_null().all() and (curves["n_missing"] == 1).all()
+    found = jailbreak.compliance_windows(curves, OPENER, jump=0.5, drop=0.3, fdr=0.05)
+    assert found["has_window"].to_list() == [None] and found["n_levels"].to_list() == [0]
+    row = jailbreak.summarize(curves, found, "tiny").row(0, named=True)
+    assert row["window_share"] is None and row["window_share_significant"] is None
+    assert row["n_missing"] == 7
+
+
 # --- likelihood ratio --------------------------------------------------------------------------
 
 

@@ -3,16 +3,18 @@
 The fixed protocol (METHOD.md §2, steps 3-4) samples M continuations at every level of a
 grid. The adaptive driver here instead, for every question:
 
-1. starts from a coarse grid of levels with a few continuations each;
-2. keeps sampling a level, a few continuations per round, only until its Wilson interval
-   of P(f) decides it: the interval lies wholly above or below `1 - jump` (the level is
-   committed to the original's answer or not), or the level has `max_samples`
-   (`level_decided`);
-3. once the levels of a question are decided, bisects the step between consecutive cuts
-   whose rise can still exceed `jump` (upper end of the higher interval minus lower end of
-   the lower one), the largest estimated rise first, down to `min_gap_tokens`
-   (`next_bisection`);
-4. stops at `max_levels` levels or `max_tokens_per_question` continuation tokens.
+1. walks a coarse grid of levels from the top down (continuations from high levels are
+   short, so cheap), stopping below the first level whose P is decided low (`top_down`);
+2. keeps sampling a grid level, a few continuations per round, only until its Wilson
+   interval of P(f) lies wholly above or below `1 - jump`, or it has `max_samples`
+   (`classify`);
+3. bisects a step from a "low" to a "high" level, the largest estimated rise first, down
+   to `min_gap_tokens` (`next_bisection`); a bisection level stops by a sequential
+   probability ratio test between the estimates at the two ends of the step it splits,
+   which needs far fewer samples than an interval when they are far apart;
+4. samples the two ends of the largest step (the one the window rule will report) up to
+   `confirm_samples` (`largest_step`), and stops at `max_levels` levels or
+   `max_tokens_per_question` continuation tokens.
 
 Consistency is judged inside the stage: every continuation (and the original) is answered
 greedily with the elicitation prompt of `prompts.elicit_messages` and its answer extracted

@@ -501,7 +501,9 @@ def summarize(
             compliance_no_prefill=pl.col("p_no_prefill").mean(),
             compliance_full_opener=pl.col("p_full_opener").mean(),
             window_share=window.mean(),
-            window_share_significant=(window & pl.col("significant").fill_null(False)).mean(),
+            window_share_significant=pl.when(window.is_not_null())
+            .then(window & pl.col("significant").fill_null(False))
+            .mean(),
             n_window=window.sum(),
             most_common_window=step.filter(window).mode().sort().first(),
         )
