@@ -12,7 +12,7 @@ import pytest
 import yaml
 from conftest import ROOT, make_workdir, snakemake
 
-from critical_windows import jailbreak, judges, likelihood, tables
+from critical_windows import jailbreak, jailbreak_views, judges, likelihood, tables
 from critical_windows.backends import Completion, EngineSettings
 from critical_windows.generation import Generator, StageSettings
 from critical_windows.journal import Journal
@@ -142,6 +142,7 @@ def _generator(backend, tmp_path) -> Generator:
     return Generator(backend, Journal(tmp_path / "journal"), settings)
 
 
+@pytest.mark.slow
 def test_strongreject_judge_renders_the_rubric_in_the_chat_template(embedded_model, tmp_path):
     from transformers import AutoTokenizer
 
@@ -467,6 +468,7 @@ def test_sources_are_checked_before_any_work():
         )
 
 
+@pytest.mark.slow
 def test_segments_hold_the_same_user_tokens_under_any_system_prompt(embedded_model):
     from transformers import AutoTokenizer
 
@@ -607,7 +609,7 @@ def test_jailbreak_config_runs_both_experiments_end_to_end(embedded_model, tmp_p
     assert set(summary["judge"]) == {"refusal_phrases", "strongreject"}
     assert NOTE in summary["note"][0] and NOTE in (prefill / "summary.md").read_text()
     for judge in ("refusal_phrases", "strongreject"):
-        for figure in jailbreak.FIGURES:
+        for figure in jailbreak_views.FIGURES:
             assert (prefill / "figures" / judge / f"{figure}.png").stat().st_size > 5_000
     assert NOTE in (prefill / "figures" / "refusal_phrases" / "compliance.html").read_text()
     page = (prefill / "explorer.html").read_text()

@@ -438,6 +438,14 @@ def render(
     save(FIGURES[name](curves, windows), html, png, scale)
 
 
+def with_subtitle(chart: alt.TopLevelMixin, subtitle: list[str]) -> alt.TopLevelMixin:
+    """`chart` with `subtitle` lines under its title (e.g. that a run only demonstrates the
+    mechanism)."""
+    title = chart.title
+    text = title if isinstance(title, str) else getattr(title, "text", "")
+    return chart.properties(title=alt.TitleParams(text=text, subtitle=subtitle, anchor="start"))
+
+
 def save(
     chart: alt.TopLevelMixin,
     html: str | os.PathLike[str],

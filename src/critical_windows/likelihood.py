@@ -676,8 +676,4 @@ def render(
         chart = scores_chart(scores)
     else:
         raise ValueError(f"unknown likelihood figure {name!r}; known figures: {', '.join(FIGURES)}")
-    title = chart.title
-    chart = chart.properties(
-        title=alt.TitleParams(text=title, subtitle=list(subtitle), anchor="start")
-    )
-    figures.save(chart, html_path, png_path)
+    figures.save(figures.with_subtitle(chart, list(subtitle)), html_path, png_path)

@@ -181,7 +181,9 @@ rule plot_prefill_figure:
         opener=JAILBREAK["opener"],
         step=JAILBREAK["step"],
         note=lambda w: embedded_note(w.model),
-        code=code_version("windows", "summary", "figures", "jailbreak"),
+        code=code_version(
+            "windows", "summary", "figures", "jailbreak", "jailbreak_views"
+        ),
     script:
         "../scripts/plot_jailbreak_figure.py"
 
@@ -210,7 +212,7 @@ rule build_prefill_explorer:
         opener=JAILBREAK["opener"],
         per_dataset=JAILBREAK["explorer_requests"],
         note=lambda w: embedded_note(w.model),
-        code=code_version("explorer", "jailbreak"),
+        code=code_version("explorer", "jailbreak", "jailbreak_views"),
     script:
         "../scripts/build_jailbreak_explorer.py"
 
@@ -261,7 +263,9 @@ rule generate_likelihood_responses:
             "max_tokens": LIKELIHOOD["max_tokens"],
         },
         journal="results/jailbreak/likelihood/.journal/generate_likelihood_responses",
-        code=code_version("backends", "generation", "journal", "prompts", "likelihood"),
+        code=code_version(
+            "backends", "generation", "journal", "prompts", "jailbreak", "likelihood"
+        ),
     script:
         "../scripts/generate_likelihood_responses.py"
 
@@ -286,7 +290,7 @@ rule score_log_likelihoods:
         system_prompt=lambda w: LIKELIHOOD[w.role]["system_prompt"],
         dtype=LIKELIHOOD["dtype"],
         batch_tokens=LIKELIHOOD["batch_tokens"],
-        code=code_version("prompts", "likelihood"),
+        code=code_version("prompts", "jailbreak", "likelihood"),
     script:
         "../scripts/score_likelihood_logprobs.py"
 

@@ -6,11 +6,11 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
 import polars as pl
 
-from critical_windows import jailbreak, tables
+from critical_windows import jailbreak, jailbreak_views, tables
 from critical_windows.summary import write_atomic
 
 p = snakemake.params
-page = jailbreak.build_explorer(
+page = jailbreak_views.build_explorer(
     snakemake.wildcards.model,
     pl.concat([tables.read_table(f, tables.REQUESTS) for f in snakemake.input.requests]),
     tables.read_table(snakemake.input.continuations, jailbreak.CONTINUATIONS),

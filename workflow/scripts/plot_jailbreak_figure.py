@@ -4,10 +4,10 @@ import sys
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
-from critical_windows import jailbreak, tables
+from critical_windows import jailbreak, jailbreak_views, tables
 
 p = snakemake.params
-jailbreak.render(
+jailbreak_views.render(
     snakemake.wildcards.prefill_figure,
     tables.read_table(snakemake.input.curves, jailbreak.CURVES),
     tables.read_table(snakemake.input.windows, jailbreak.WINDOWS),
