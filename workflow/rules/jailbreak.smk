@@ -38,6 +38,8 @@ rule prepare_requests:
         "results/logs/jailbreak/prepare_requests/{request_set}.log",
     benchmark:
         "results/benchmarks/jailbreak/prepare_requests/{request_set}.tsv"
+    conda:
+        "../envs/critical-windows.yaml"
     params:
         n=JAILBREAK["requests_per_dataset"],
         seed=config["seed"],
@@ -57,6 +59,8 @@ rule sample_prefill_continuations:
         "results/logs/{model}/jailbreak/sample_prefill_continuations.log",
     benchmark:
         "results/benchmarks/{model}/jailbreak/sample_prefill_continuations.tsv"
+    conda:
+        "../envs/critical-windows.yaml"
     resources:
         gpu=1,
         mem_mb=lambda wc, attempt: 16000 * attempt,
@@ -92,6 +96,8 @@ rule judge_continuations:
         "results/logs/{model}/jailbreak/judge_continuations/{judge}.log",
     benchmark:
         "results/benchmarks/{model}/jailbreak/judge_continuations/{judge}.tsv"
+    conda:
+        "../envs/critical-windows.yaml"
     resources:
         gpu=lambda wc: int(wc.judge == "strongreject"),
         mem_mb=lambda wc, attempt: 16000 * attempt,
@@ -123,6 +129,8 @@ rule detect_compliance_windows:
         "results/logs/{model}/jailbreak/detect_compliance_windows.log",
     benchmark:
         "results/benchmarks/{model}/jailbreak/detect_compliance_windows.tsv"
+    conda:
+        "../envs/critical-windows.yaml"
     params:
         opener=JAILBREAK["opener"],
         thresholds=config["windows"],
@@ -147,6 +155,8 @@ rule summarize_prefill_attack:
         "results/logs/{model}/jailbreak/summarize_prefill_attack.log",
     benchmark:
         "results/benchmarks/{model}/jailbreak/summarize_prefill_attack.tsv"
+    conda:
+        "../envs/critical-windows.yaml"
     params:
         opener=JAILBREAK["opener"],
         thresholds=config["windows"],
@@ -177,6 +187,8 @@ rule plot_prefill_figure:
         "results/logs/{model}/jailbreak/plot_prefill_figure/{judge}/{prefill_figure}.log",
     benchmark:
         "results/benchmarks/{model}/jailbreak/plot_prefill_figure/{judge}/{prefill_figure}.tsv"
+    conda:
+        "../envs/critical-windows.yaml"
     params:
         opener=JAILBREAK["opener"],
         step=JAILBREAK["step"],
@@ -208,6 +220,8 @@ rule build_prefill_explorer:
         "results/logs/{model}/jailbreak/build_prefill_explorer.log",
     benchmark:
         "results/benchmarks/{model}/jailbreak/build_prefill_explorer.tsv"
+    conda:
+        "../envs/critical-windows.yaml"
     params:
         opener=JAILBREAK["opener"],
         per_dataset=JAILBREAK["explorer_requests"],
@@ -229,6 +243,8 @@ rule prepare_likelihood_prompts:
         "results/logs/jailbreak/likelihood/prepare_likelihood_prompts.log",
     benchmark:
         "results/benchmarks/jailbreak/likelihood/prepare_likelihood_prompts.tsv"
+    conda:
+        "../envs/critical-windows.yaml"
     params:
         sources=[s.__dict__ for s in sources_from_config(LIKELIHOOD)],
         opener=JAILBREAK["opener"],
@@ -248,6 +264,8 @@ rule generate_likelihood_responses:
         "results/logs/jailbreak/likelihood/generate_likelihood_responses.log",
     benchmark:
         "results/benchmarks/jailbreak/likelihood/generate_likelihood_responses.tsv"
+    conda:
+        "../envs/critical-windows.yaml"
     resources:
         gpu=1,
         mem_mb=lambda wc, attempt: 16000 * attempt,
@@ -280,6 +298,8 @@ rule score_log_likelihoods:
         "results/logs/jailbreak/likelihood/score_log_likelihoods/{role}.log",
     benchmark:
         "results/benchmarks/jailbreak/likelihood/score_log_likelihoods/{role}.tsv"
+    conda:
+        "../envs/critical-windows.yaml"
     resources:
         gpu=1,
         mem_mb=lambda wc, attempt: 32000 * attempt,
@@ -313,6 +333,8 @@ rule evaluate_likelihood_detector:
         "results/logs/jailbreak/likelihood/evaluate_likelihood_detector.log",
     benchmark:
         "results/benchmarks/jailbreak/likelihood/evaluate_likelihood_detector.tsv"
+    conda:
+        "../envs/critical-windows.yaml"
     params:
         fprs=LIKELIHOOD["fprs"],
         roles={role: LIKELIHOOD[role] for role in ROLES},
@@ -338,6 +360,8 @@ rule plot_likelihood_figure:
         "results/logs/jailbreak/likelihood/plot_likelihood_figure/{likelihood_figure}.log",
     benchmark:
         "results/benchmarks/jailbreak/likelihood/plot_likelihood_figure/{likelihood_figure}.tsv"
+    conda:
+        "../envs/critical-windows.yaml"
     params:
         fprs=LIKELIHOOD["fprs"],
         roles={role: LIKELIHOOD[role] for role in ROLES},
