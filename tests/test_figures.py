@@ -174,3 +174,14 @@ def test_workflow_builds_summary_figures_explorer_and_report(tmp_path):
         "Explorer.",
     ):
         assert caption in report, caption
+
+
+@pytest.mark.parametrize("name", ["window_share", "accuracy_by_window"])
+def test_figures_without_graded_answers_still_render(tmp_path, name):
+    """A tiny run whose answers all went missing: a message, not a failed PNG export."""
+    windows = pl.DataFrame(
+        {"dataset": ["math", "mmlu"], "has_window": [None, None]},
+        schema={"dataset": pl.String, "has_window": pl.Boolean},
+    ).with_columns(significant=pl.lit(None, pl.Boolean), orig_is_right=pl.lit(None, pl.Boolean))
+    figures.save(figures.FIGURES[name](None, windows), tmp_path / "f.html", tmp_path / "f.png")
+    assert _png_size(tmp_path / "f.png")[0] > 100

@@ -228,6 +228,8 @@ def accuracy_by_window(curves: pl.DataFrame, windows: pl.DataFrame) -> alt.TopLe
             .otherwise(pl.lit("without window"))
         )
     )
+    if data.is_empty():
+        return _empty("no question has both a window call and a graded answer")
     groups = ["without window", "with window"]
     return _grouped_bars(
         _with_wilson(data, "k", "n"),
