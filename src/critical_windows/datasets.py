@@ -75,6 +75,15 @@ class SourceRow(NamedTuple):
     row: int
 
 
+def set_aside(
+    err: RowError, dataset: str, source: SourceRow, bad_rows: str, rejects: list[dict[str, Any]]
+) -> None:
+    """The `bad_rows` policy for a malformed row: stop naming it, or record it as a reject."""
+    if bad_rows == "error":
+        raise DatasetError(f"dataset '{dataset}': {source.file} row {source.row}: {err}") from None
+    rejects.append({"dataset": dataset, "file": source.file, "row": source.row, "reason": str(err)})
+
+
 # --- small helpers -------------------------------------------------------------------------
 
 
@@ -670,13 +679,7 @@ def build_tables(
                     f"question id {question['question_id']!r} repeats row {earlier['source_row']}"
                 )
         except RowError as err:
-            if bad_rows == "error":
-                raise DatasetError(
-                    f"dataset '{dataset}': {source.file} row {source.row}: {err}"
-                ) from None
-            rejects.append(
-                {"dataset": dataset, "file": source.file, "row": source.row, "reason": str(err)}
-            )
+            set_aside(err, dataset, source, bad_rows, rejects)
             continue
         questions[question["question_id"]] = question
     chosen = [questions[q] for q in draw(questions, n, seed)]

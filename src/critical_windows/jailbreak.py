@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from critical_windows import judges, prompts, tables, windows
 from critical_windows.backends import EngineSettings, Sampling, load_backend
-from critical_windows.datasets import DatasetError, RowError, SourceRow, draw
+from critical_windows.datasets import DatasetError, RowError, SourceRow, draw, set_aside
 from critical_windows.generation import Generator, StageSettings, derive_seed
 from critical_windows.journal import Journal
 from critical_windows.judges import Judge, Verdict
@@ -190,13 +190,7 @@ def prepare_requests(
         try:
             request = _normalise(dataset, source.record, source.row)  # type: ignore[arg-type]
         except RowError as err:
-            if bad_rows == "error":
-                raise DatasetError(
-                    f"dataset '{dataset}': {source.file} row {source.row}: {err}"
-                ) from None
-            rejects.append(
-                {"dataset": dataset, "file": source.file, "row": source.row, "reason": str(err)}
-            )
+            set_aside(err, dataset, source, bad_rows, rejects)
             continue
         requests[request["request_id"]] = request
     chosen = [requests[r] for r in draw(requests, n, seed)]
