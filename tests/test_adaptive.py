@@ -1,15 +1,16 @@
 """Adaptive resampling: the stopping rule and bisection on hand-made curves, the driver on
-the synthetic model against the fixed grid, resuming from the journal, and a Snakemake run
-with sampling_strategy "adaptive"."""
+the synthetic model against the fixed grid, resuming from the journal, and Snakemake runs
+with sampling_strategy "adaptive" on the synthetic and the embedded real model."""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import make_workdir, snakemake
+from conftest import TINY_CONFIG, make_workdir, snakemake
 
 from critical_windows import adaptive, datasets, generation, synthetic, tables
 from critical_windows.generation import Generator, cut_length
@@ -22,28 +23,31 @@ S = adaptive.AdaptiveSettings()
 
 
 def test_stopping_rule_decides_clear_levels_early_and_caps_the_rest() -> None:
-    assert adaptive.classify(3, 3, S) is None  # fewer than initial_samples
-    assert adaptive.classify(4, 4, S) == "high"  # all consistent: committed
-    assert adaptive.classify(2, 4, S) is None  # P near 1 - jump: undecided
-    assert adaptive.classify(0, 8, S) == "low"  # clearly below 1 - jump
-    assert adaptive.classify(8, 16, S) == "low"  # max_samples: by the point estimate
-    assert adaptive.level_decided(8, 16, S) and not adaptive.level_decided(2, 4, S)
+    assert adaptive.classify(2, 2, S) is None  # fewer than initial_samples
+    assert adaptive.classify(3, 3, S) == "high"  # all consistent: committed
+    assert adaptive.classify(0, 3, S) == "low"  # none consistent
+    assert adaptive.classify(2, 3, S) is None  # P near 1 - jump: undecided
+    assert adaptive.classify(3, 5, S) == "high"  # max_samples: by the point estimate
+    assert adaptive.classify(2, 5, S) == "low"
+    assert adaptive.level_decided(2, 5, S) and not adaptive.level_decided(2, 3, S)
     strict = adaptive.AdaptiveSettings(confidence=0.99)
-    assert adaptive.classify(4, 4, strict) is None  # a stricter interval needs more
+    assert adaptive.classify(3, 3, strict) is None  # a stricter interval needs more
 
 
 def test_bisection_levels_stop_by_the_ratio_test_between_the_ends() -> None:
     ends = (0.3, 1.0)  # the step being split: P 0.3 below, 1 above
-    assert adaptive.classify(4, 4, S, ends) == "high"  # 4 consistent in a row
-    assert adaptive.classify(2, 4, S, ends) == "low"  # two misses: not committed yet
-    assert adaptive.classify(3, 4, S, ends) is None  # one miss: sample more
-    assert adaptive.classify(1, 1, S, ends) is None
+    s = adaptive.AdaptiveSettings(max_samples=16)
+    assert adaptive.classify(4, 4, s, ends) == "high"  # 4 consistent in a row
+    assert adaptive.classify(2, 4, s, ends) == "low"  # two misses: not committed yet
+    assert adaptive.classify(3, 4, s, ends) is None  # one miss: sample more
+    assert adaptive.classify(1, 1, s, ends) is None
     # far fewer samples than the Wilson rule needs for the same call
-    assert adaptive.classify(2, 4, S) is None
+    assert adaptive.classify(2, 4, s) is None
 
 
 def test_bisection_splits_the_jump_down_to_the_minimum_gap() -> None:
     length = 100
+    S = adaptive.AdaptiveSettings(min_gap_tokens=2)
     # P low at 5 and 25, high at 50 and 75: the jump lies in (25, 50)
     points = [(5, "low", 0.1), (25, "low", 0.25), (50, "high", 1.0), (75, "high", 1.0)]
     assert adaptive.next_bisection(points, length, S) == (37, (0.25, 1.0))
@@ -68,7 +72,34 @@ def test_bisection_splits_the_jump_down_to_the_minimum_gap() -> None:
     lo = max(c for c in cuts if c <= t)
     hi = min(c for c in cuts if c > t)
     assert lo <= t < hi and hi - lo <= S.min_gap_tokens
-    assert adaptive.largest_step([(c, 1.0 if c > t else 0.3) for c in cuts], length) == (lo, hi)
+
+
+def _level(cut: int, consistent: int, graded: int) -> adaptive.Level:
+    return adaptive.Level(cut, cut / 100, "grid", None, consistent, graded, graded)
+
+
+def test_confirmation_samples_the_steps_that_decide_the_rule() -> None:
+    # a clear window: P 0 of 25 below, 25 of 25 above; nothing to confirm
+    assert adaptive.rule_pending([_level(40, 0, 25), _level(50, 25, 25)], 100, S) == []
+    # a borderline rise (P 0.4 below): one end of the step is sampled more; the upper end,
+    # whose continuations are shorter, while its estimate is the less certain
+    low, high = _level(40, 2, 5), _level(50, 3, 3)
+    assert adaptive.rule_pending([low, high], 100, S) == [high]
+    high = _level(50, 25, 25)
+    assert adaptive.rule_pending([low, high], 100, S) == [low]
+    # up to confirm_samples
+    assert adaptive.rule_pending([_level(40, 10, 25), high], 100, S) == []
+    # the step to the whole response (P = 1 exactly) counts; only its lower end is sampled
+    assert adaptive.rule_pending([_level(90, 2, 5)], 100, S) == [_level(90, 2, 5)]
+    # a fall that may exceed `drop` is confirmed; a small one is not
+    rise = [_level(60, 1, 25), _level(70, 25, 25)]
+    fall = [_level(20, 3, 5), _level(30, 1, 5)]  # estimated fall 0.4, interval straddles 0.3
+    assert len(adaptive.rule_pending([*fall, *rise], 100, S)) == 1
+    flat = [_level(20, 1, 5), _level(30, 1, 5)]
+    assert adaptive.rule_pending([*flat, *rise], 100, S) == []
+    # no window possible (rise at most 0.5 even at the ends of the intervals): falls are moot
+    fall = [_level(20, 25, 25), _level(30, 15, 25)]  # estimated fall 0.4
+    assert adaptive.rule_pending([*fall, _level(60, 25, 25)], 100, S) == []
 
 
 def test_levels_for_cuts_round_trip() -> None:
@@ -178,3 +209,28 @@ def test_adaptive_strategy_runs_through_snakemake(tmp_path: Path) -> None:
     card = pl.read_csv(work / "results/synthetic/scorecard.csv")
     assert card.filter(pl.col("population") == "all").height == 6
     assert (work / "results/synthetic/.journal/elicit_answers").is_dir()
+
+
+@pytest.mark.slow
+def test_adaptive_strategy_runs_on_the_real_model(tmp_path: Path, embedded_model: Path) -> None:
+    """The default (real-model) path: vLLM continuations, in-stage elicitation of MATH
+    and multiple-choice answers, then the unchanged later stages."""
+    config = {
+        **TINY_CONFIG,
+        "sampling_strategy": "adaptive",
+        "adaptive": {"confirm_samples": 5, "max_levels": 6},
+    }
+    work = make_workdir(tmp_path, config, embedded_model)
+    snakemake(work, "results/smollm2/summary.csv", "results/smollm2/figures/question_curves.png")
+    for d in config["datasets"]:
+        res = tables.read_table(work / f"results/smollm2/{d}/resampled.parquet", tables.RESAMPLED)
+        cut = tables.read_table(work / f"results/smollm2/{d}/truncated.parquet", tables.TRUNCATED)
+        per_level = res.group_by("question_id", "level").len()
+        assert per_level["len"].max() <= 5 and set(res["chosen_by"]) >= {"grid"}
+        assert cut.height == per_level.height
+        found = tables.read_table(work / f"results/smollm2/{d}/windows.parquet", tables.WINDOWS)
+        assert found.height == config["questions_per_dataset"]
+    # the in-stage elicitations are those of elicit_answers: its journal is shared
+    log = (work / "results/logs/smollm2/elicit_answers/000.log").read_text()
+    found = re.search(r"elicit_answers: (\d+) requests, (\d+) already journaled", log)
+    assert found and int(found[2]) > 0, log[-2000:]

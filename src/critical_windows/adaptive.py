@@ -12,9 +12,19 @@ grid. The adaptive driver here instead, for every question:
    to `min_gap_tokens` (`next_bisection`); a bisection level stops by a sequential
    probability ratio test between the estimates at the two ends of the step it splits,
    which needs far fewer samples than an interval when they are far apart;
-4. samples the two ends of the largest step (the one the window rule will report) up to
-   `confirm_samples` (`largest_step`), and stops at `max_levels` levels or
-   `max_tokens_per_question` continuation tokens.
+4. confirms the window rule's call (`rule_pending`): while the largest rise between
+   consecutive levels has a Wilson interval that straddles `jump`, or a fall estimated
+   above `drop - drop_margin` has one that straddles `drop`, it samples one end of that
+   step more, the end whose estimate gains most per continuation token (usually the
+   upper end: its continuations are shorter), up to `confirm_samples`;
+5. stops at `max_levels` levels or `max_tokens_per_question` continuation tokens.
+
+So samples go where they can change the rule's call: a level far below or above
+`1 - jump` is decided in 3 continuations; a borderline rise gets up to `confirm_samples`
+at its ends, as many as the paper's grid gives every level. Sample counts are odd (3, 5,
+7, ...), so a level's estimate is never exactly 1/2 and a rise never ties with `jump`. The
+defaults were chosen on the synthetic scorecard (benchmarks/bench_adaptive.py; the
+README's "Adaptive sampling" gives the figures).
 
 Consistency is judged inside the stage: every continuation (and the original) is answered
 greedily with the elicitation prompt of `prompts.elicit_messages` and its answer extracted
@@ -63,19 +73,21 @@ GRID, BISECTION = "grid", "bisection"
 class AdaptiveSettings:
     """The config's `adaptive` block (see the schema for each key)."""
 
-    levels: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75)
-    initial_samples: int = 4
-    step_samples: int = 4
-    max_samples: int = 16
-    confidence: float = 0.8
-    min_gap_tokens: int = 2
+    levels: tuple[float, ...] = (0.1, 0.35, 0.6, 0.85)
+    initial_samples: int = 3
+    step_samples: int = 2
+    max_samples: int = 5
+    confidence: float = 0.6
+    min_gap_tokens: int = 12
     max_levels: int = 10
     max_tokens_per_question: int | None = None
     confirm: bool = True
-    confirm_samples: int | None = None  # continuations at each end of the largest step
+    confirm_samples: int = 25  # most continuations of a level sampled to confirm the rule's call
+    drop_margin: float = 0.1  # falls estimated above drop - drop_margin are confirmed
     top_down: bool = True
     sprt_error: float = 0.05
-    jump: float = 0.5  # the window rule's threshold (config windows.jump)
+    jump: float = 0.5  # the window rule's thresholds (config windows.jump, windows.drop)
+    drop: float = 0.3
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None, **extra: Any) -> AdaptiveSettings:
@@ -261,7 +273,7 @@ def resample_adaptive(
         for q in qs:
             for lv in _pending(q, s):
                 n = s.initial_samples if lv.drawn == 0 else s.step_samples
-                cap = max(s.max_samples, s.confirm_samples or 0)
+                cap = max(s.max_samples, s.confirm_samples)
                 n = max(1, min(n, cap - lv.drawn))
                 seed = derive_seed(st.seed, q.qid, lv.level, "resample", lv.rounds)
                 req = gen.request(
@@ -338,21 +350,48 @@ def _pending(q: _Question, s: AdaptiveSettings) -> list[Level]:
             return [lv]
     if not s.confirm:
         return []
-    step = largest_step([(c, p) for c, _, p in points], len(q.response))
-    cap = s.confirm_samples or s.max_samples
-    return [q.levels[c] for c in step if c in q.levels and q.levels[c].drawn < cap]
+    return rule_pending(sampled, len(q.response), s)
 
 
-def largest_step(points: Sequence[tuple[int, float]], length: int) -> tuple[int, ...]:
-    """The two cuts of the largest estimated rise of P between consecutive sampled cuts
-    (the whole response, cut `length`, is P = 1): the step the window rule will report,
-    whose ends are sampled up to `max_samples` (confirmation)."""
-    pts = sorted(p for p in points if p[0] < length)
-    best: tuple[float, tuple[int, ...]] = (-2.0, ())
-    for (c0, p0), (c1, p1) in zip(pts, [*pts[1:], (length, 1.0)], strict=True):
-        if p1 - p0 > best[0]:
-            best = (p1 - p0, (c0, c1))
-    return best[1]
+def rule_pending(levels: Sequence[Level], length: int, s: AdaptiveSettings) -> list[Level]:
+    """The levels whose further samples could change the window rule's call (METHOD.md §2,
+    step 9) on the curve sampled so far, while under `confirm_samples`.
+
+    The rule takes the largest rise between consecutive levels and every fall. With Wilson
+    intervals (coverage `confidence`) at each level, the largest rise is undecided while
+    its interval straddles `jump`, and a fall, while its point estimate is a fall and its
+    interval straddles `drop`; the levels at both ends of such a step are sampled more.
+    The whole response (cut `length`) is P = 1 exactly."""
+    cap = max(s.max_samples, s.confirm_samples)
+    pts = sorted((lv for lv in levels if lv.graded > 0 and lv.cut < length), key=lambda v: v.cut)
+    if not pts:
+        return []
+    est = [(lv, lv.p, *interval(lv.consistent, lv.graded, s.z)) for lv in pts]
+    est.append((None, 1.0, 1.0, 1.0))
+    pairs = list(zip(est, est[1:], strict=False))
+    a, b = max(pairs, key=lambda ab: ab[1][1] - ab[0][1])
+    pending: list[tuple[Any, Any]] = []
+    if b[2] - a[3] <= s.jump < b[3] - a[2]:
+        pending.append((a, b))
+    if b[3] - a[2] > s.jump:  # a window is possible: its falls matter
+        for c, d in pairs:
+            if c[1] - d[1] > s.drop - s.drop_margin and c[2] - d[3] <= s.drop < c[3] - d[2]:
+                pending.append((c, d))
+    out: list[Level] = []
+    for pair in pending:
+        ends = [e[0] for e in pair if e[0] is not None and e[0].drawn < cap]
+        if len(ends) == 2:
+            ends = [max(ends, key=lambda lv: _gain(lv, length))]
+        for lv in ends:
+            if lv not in out:
+                out.append(lv)
+    return out
+
+
+def _gain(lv: Level, length: int) -> float:
+    """Reduction of the variance of a level's estimate per continuation token."""
+    p = (lv.consistent + 1) / (lv.graded + 2)
+    return p * (1 - p) / (lv.graded * (lv.graded + 1)) / max(1, length - lv.cut)
 
 
 def truncate_at_sampled_levels(

@@ -51,7 +51,7 @@ class StageSettings:
     code: str  # digest of the library code the stage runs
     batch_size: int = 64
     sampling_strategy: str = "fixed"  # "fixed" | "adaptive" (critical_windows.adaptive)
-    adaptive: Mapping[str, Any] | None = None  # the config's `adaptive` block and `jump`
+    adaptive: Mapping[str, Any] | None = None  # the config's `adaptive` block, `jump` and `drop`
 
     def metadata(self) -> dict[str, Any]:
         meta = asdict(self)

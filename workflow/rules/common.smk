@@ -101,7 +101,11 @@ def adaptive_settings():
         return {}
     return {
         "sampling_strategy": "adaptive",
-        "adaptive": {**config.get("adaptive", {}), "jump": config["windows"]["jump"]},
+        "adaptive": {
+            **config.get("adaptive", {}),
+            "jump": config["windows"]["jump"],
+            "drop": config["windows"]["drop"],
+        },
     }
 
 
