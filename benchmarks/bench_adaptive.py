@@ -138,16 +138,8 @@ def main() -> None:
     thresholds = dict(jump=args.jump, drop=args.drop, fdr=args.fdr)
 
     start = time.monotonic()
-    questions = pl.concat(
-        datasets.prepare(
-            name,
-            source="bundled",
-            resources=ROOT / "resources/datasets",
-            n=args.questions,
-            seed=args.seed,
-            bad_rows="error",
-        )[0]
-        for name in DATASETS
+    questions = datasets.prepare_bundled(
+        DATASETS, resources=ROOT / "resources/datasets", n=args.questions, seed=args.seed
     )
     model = synthetic.load(args.model)
     rows = []

@@ -95,16 +95,8 @@ def main() -> None:
         code="bench_adaptive_real",
         batch_size=cfg.get("batch_size", 64),
     )
-    questions = pl.concat(
-        datasets.prepare(
-            name,
-            source="bundled",
-            resources=ROOT / "resources/datasets",
-            n=args.questions,
-            seed=cfg["seed"],
-            bad_rows="error",
-        )[0]
-        for name in DATASETS
+    questions = datasets.prepare_bundled(
+        DATASETS, resources=ROOT / "resources/datasets", n=args.questions, seed=cfg["seed"]
     )
     start = time.monotonic()
     backend = load_backend(settings.backend, str(model), engine)

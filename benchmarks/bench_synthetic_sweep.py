@@ -48,16 +48,8 @@ def main() -> None:
     args = parser.parse_args()
 
     start = time.monotonic()
-    questions = pl.concat(
-        datasets.prepare(
-            name,
-            source="bundled",
-            resources=ROOT / "resources/datasets",
-            n=args.questions,
-            seed=args.seed,
-            bad_rows="error",
-        )[0]
-        for name in DATASETS
+    questions = datasets.prepare_bundled(
+        DATASETS, resources=ROOT / "resources/datasets", n=args.questions, seed=args.seed
     )
     model = synthetic.load(args.model)
     levels = sorted({f for grid in GRIDS.values() for f in grid})

@@ -111,16 +111,8 @@ def test_levels_for_cuts_round_trip() -> None:
 
 @pytest.fixture(scope="module")
 def questions() -> pl.DataFrame:
-    return pl.concat(
-        datasets.prepare(
-            name,
-            source="bundled",
-            resources=ROOT / "resources/datasets",
-            n=20,
-            seed=2243,
-            bad_rows="error",
-        )[0]
-        for name in ("arc_easy", "mmlu")
+    return datasets.prepare_bundled(
+        ("arc_easy", "mmlu"), resources=ROOT / "resources/datasets", n=20, seed=2243
     )
 
 

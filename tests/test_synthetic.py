@@ -21,16 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def questions() -> pl.DataFrame:
     """Real multiple-choice questions: ARC-Easy (3 to 5 choices) and MMLU (4)."""
-    return pl.concat(
-        datasets.prepare(
-            name,
-            source="bundled",
-            resources=ROOT / "resources/datasets",
-            n=40,
-            seed=2243,
-            bad_rows="error",
-        )[0]
-        for name in ("arc_easy", "mmlu")
+    return datasets.prepare_bundled(
+        ("arc_easy", "mmlu"), resources=ROOT / "resources/datasets", n=40, seed=2243
     )
 
 

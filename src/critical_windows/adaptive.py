@@ -327,7 +327,7 @@ def _over_budget(q: _Question, s: AdaptiveSettings) -> bool:
 def _pending(q: _Question, s: AdaptiveSettings) -> list[Level]:
     """The levels of `q` to sample in the next round: undecided levels; else the next grid
     level down (the grid is walked from the top, and stops below the first "low" level);
-    else a bisection level; else the ends of the largest step up to `max_samples`."""
+    else a bisection level; else a level that confirms the window rule's call."""
     if _over_budget(q, s):
         return []
     levels = sorted(q.levels.values(), key=lambda lv: lv.cut)
@@ -359,9 +359,11 @@ def rule_pending(levels: Sequence[Level], length: int, s: AdaptiveSettings) -> l
 
     The rule takes the largest rise between consecutive levels and every fall. With Wilson
     intervals (coverage `confidence`) at each level, the largest rise is undecided while
-    its interval straddles `jump`, and a fall, while its point estimate is a fall and its
-    interval straddles `drop`; the levels at both ends of such a step are sampled more.
-    The whole response (cut `length`) is P = 1 exactly."""
+    its interval straddles `jump`, and a fall, while its estimate exceeds
+    `drop - drop_margin` and its interval straddles `drop` (a fall only matters while a
+    window is possible). Of the two ends of such a step, the one whose estimate gains most
+    per continuation token is sampled more. The whole response (cut `length`) is P = 1
+    exactly."""
     cap = max(s.max_samples, s.confirm_samples)
     pts = sorted((lv for lv in levels if lv.graded > 0 and lv.cut < length), key=lambda v: v.cut)
     if not pts:

@@ -704,3 +704,12 @@ def prepare(
         raise DatasetError(f"dataset '{dataset}': bad_rows must be error or skip, not {bad_rows!r}")
     rows = read_bundled(dataset, resources) if source == "bundled" else load_hub(dataset)
     return build_tables(dataset, rows, n=n, seed=seed, bad_rows=bad_rows)
+
+
+def prepare_bundled(names: Sequence[str], *, resources: Path, n: int, seed: int) -> pl.DataFrame:
+    """The questions of every bundled dataset in `names` (n each, drawn with `seed`) in one
+    frame, for benchmarks and tests; a bad row raises."""
+    return pl.concat(
+        prepare(name, source="bundled", resources=resources, n=n, seed=seed, bad_rows="error")[0]
+        for name in names
+    )

@@ -7,6 +7,8 @@ rendering it sets `data-status="ok"` on `#render-status`, and any script error o
 `console.error` is appended to `#errors`.
 
 Filters can be preset in the address: `explorer.html#dataset=math&window=with&answer=wrong`.
+The page's frame, styles and script helpers (`page`, COMMON_STYLE, COMMON_SCRIPT) also make the
+prefill attack's page (critical_windows.jailbreak_views).
 """
 
 from __future__ import annotations
@@ -159,15 +161,23 @@ def build(
         "datasets": sorted(windows["dataset"].unique().to_list()),
         "per_dataset": per_dataset,
     }
-    data = json.dumps(
-        {"meta": meta, "questions": records(questions, base, truncated, curves, shown)}
-    )
-    data = data.replace("<", "\\u003c")  # no "</script>" can end the block early
+    data = {"meta": meta, "questions": records(questions, base, truncated, curves, shown)}
+    return page(f"Critical windows: {model}", data, style=_STYLE, filters=_FILTERS, script=_SCRIPT)
+
+
+def page(title: str, data: Any, *, style: str, filters: str, script: str, header: str = "") -> str:
+    """A page of the explorers: `header` under the title, the dataset filter, `filters`, the
+    search box, one card per record, `data` as JSON. `style` follows COMMON_STYLE, and `script`
+    runs after COMMON_SCRIPT in the same closure."""
+    block = json.dumps(data).replace("<", "\\u003c")  # no "</script>" can end the block early
     return (
         _PAGE.replace("__ERROR_CAPTURE__", ERROR_CAPTURE)
-        .replace("__TITLE__", html.escape(f"Critical windows: {model}"))
-        .replace("__DATA__", data)
-        .replace("__SCRIPT__", _SCRIPT)
+        .replace("__STYLE__", COMMON_STYLE + style)
+        .replace("__HEADER__", header)
+        .replace("__FILTERS__", filters)
+        .replace("__SCRIPT__", COMMON_SCRIPT + script)
+        .replace("__TITLE__", html.escape(title))
+        .replace("__DATA__", block)
     )
 
 
@@ -208,9 +218,41 @@ _PAGE = """<!doctype html>
 <title>__TITLE__</title>
 __ERROR_CAPTURE__
 <style>
-:root {
-  --win: #ffd8a8; --ink: #222; --muted: #666; --line: #ddd; --right: #2b8a3e; --wrong: #c92a2a;
-}
+__STYLE__</style>
+</head>
+<body>
+<header>
+  <h1 id="title">__TITLE__</h1>
+__HEADER__  <div class="filters">
+    <label>dataset <select id="f-dataset"><option value="">all</option></select></label>
+__FILTERS__    <label>search <input id="f-text" type="search" placeholder="id or text"></label>
+    <span id="counts"></span>
+  </div>
+</header>
+<div id="errors"></div>
+<main id="list"></main>
+<div id="render-status" data-status="pending" hidden></div>
+<script type="application/json" id="data">__DATA__</script>
+<script>
+"use strict";
+(function () {
+__SCRIPT__})();
+</script>
+</body>
+</html>
+"""
+
+WINDOW_FILTER = """\
+    <label>window <select id="f-window">
+      <option value="">any</option><option value="with">with window</option>
+      <option value="significant">with significant window</option>
+      <option value="without">without window</option><option value="undefined">no curve</option>
+    </select></label>
+"""
+"""The window filter of `page`, for the test `windowIs` of COMMON_SCRIPT."""
+
+COMMON_STYLE = """\
+:root { --win: #ffd8a8; --ink: #222; --muted: #666; --line: #ddd; }
 body {
   font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif;
   color: var(--ink); margin: 0; background: #fafafa;
@@ -228,27 +270,8 @@ main { padding: 12px 20px; display: grid; gap: 12px; }
 .card { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 10px 14px; }
 .card[hidden] { display: none; }
 .head { display: flex; gap: 8px; align-items: baseline; flex-wrap: wrap; }
-.qid { font-weight: 600; font-family: ui-monospace, monospace; }
 .badge { border-radius: 10px; padding: 0 8px; font-size: 12px; border: 1px solid var(--line); }
 .badge.win { background: var(--win); border-color: #f59f00; }
-.badge.right { color: var(--right); border-color: var(--right); }
-.badge.wrong { color: var(--wrong); border-color: var(--wrong); }
-.row { display: grid; grid-template-columns: minmax(260px, 1fr) 300px; gap: 14px; margin-top: 8px; }
-table.answers { border-collapse: collapse; font-size: 13px; }
-table.answers td, table.answers th {
-  padding: 1px 8px 1px 0; text-align: left; vertical-align: top;
-}
-table.answers th { color: var(--muted); font-weight: normal; white-space: nowrap; width: 8em; }
-.ans { font-family: ui-monospace, monospace; }
-.ok { color: var(--right); }
-.bad { color: var(--wrong); }
-.none { color: var(--muted); font-style: italic; }
-details { margin-top: 6px; }
-.response {
-  white-space: pre-wrap; font-family: ui-serif, Georgia, serif; background: #fcfcfc;
-  border: 1px solid #eee; padding: 8px; margin-top: 6px; max-height: 320px; overflow: auto;
-}
-.response mark { background: var(--win); }
 .cut {
   font: 10px ui-monospace, monospace; color: #fff; background: #868e96;
   border-radius: 3px; padding: 0 3px; margin: 0 2px; vertical-align: super;
@@ -257,40 +280,10 @@ svg text { font: 10px system-ui, sans-serif; fill: var(--muted); }
 #errors .error {
   background: #ffe3e3; color: #c92a2a; padding: 4px 20px; font-family: ui-monospace, monospace;
 }
-</style>
-</head>
-<body>
-<header>
-  <h1 id="title">__TITLE__</h1>
-  <div class="filters">
-    <label>dataset <select id="f-dataset"><option value="">all</option></select></label>
-    <label>window <select id="f-window">
-      <option value="">any</option><option value="with">with window</option>
-      <option value="significant">with significant window</option>
-      <option value="without">without window</option><option value="undefined">no curve</option>
-    </select></label>
-    <label>original answer <select id="f-answer">
-      <option value="">any</option><option value="right">right</option>
-      <option value="wrong">wrong</option><option value="missing">missing</option>
-    </select></label>
-    <label>search <input id="f-text" type="search" placeholder="id or text"></label>
-    <span id="counts"></span>
-  </div>
-</header>
-<div id="errors"></div>
-<main id="list"></main>
-<div id="render-status" data-status="pending" hidden></div>
-<script type="application/json" id="data">__DATA__</script>
-<script>
-__SCRIPT__
-</script>
-</body>
-</html>
 """
+"""The styles of `page`: header, filters, cards, badges, cut marks and charts."""
 
-_SCRIPT = r"""
-"use strict";
-(function () {
+COMMON_SCRIPT = r"""
   window.__pendingErrors.forEach(window.__note);
   var DATA = JSON.parse(document.getElementById("data").textContent);
   var SVG = "http://www.w3.org/2000/svg";
@@ -310,6 +303,153 @@ _SCRIPT = r"""
   function fmt(x, digits) {
     return x === null || x === undefined ? "–" : Number(x).toFixed(digits);
   }
+  function options(select, values) {
+    values.forEach(function (v) { select.appendChild(el("option", { value: v }, v)); });
+  }
+
+  // segments: [text, cut that starts here or null, inside the window]
+  function marked(box, segments, cutTitle) {
+    segments.forEach(function (s) {
+      if (s[1] !== null) {
+        box.appendChild(el("span", { class: "cut", title: cutTitle + s[1] }, s[1]));
+      }
+      if (s[0]) {
+        box.appendChild(s[2] ? el("mark", {}, s[0]) : document.createTextNode(s[0]));
+      }
+    });
+    return box;
+  }
+
+  // points of r.curve: [level, P, ci low, ci high, ...]; o: title, at (level to [0, 1]),
+  // ticks, label, colours band and line, point (a point's tooltip)
+  function chart(r, o) {
+    var W = 300, H = 150, L = 34, R = 8, T = 8, B = 26;
+    var x = function (level) { return L + o.at(level) * (W - L - R); };
+    var y = function (p) { return T + (1 - p) * (H - T - B); };
+    var root = document.createElementNS(SVG, "svg");
+    [["width", W], ["height", H], ["viewBox", "0 0 " + W + " " + H], ["role", "img"]]
+      .forEach(function (a) { root.setAttribute(a[0], a[1]); });
+    svg(root, "title", {}, o.title);
+    if (r.window) {
+      svg(root, "rect", {
+        x: x(r.lo), y: T, width: x(r.hi) - x(r.lo), height: H - T - B, fill: "#ffd8a8"
+      });
+    }
+    [0, 0.5, 1].forEach(function (p) {
+      svg(root, "line", { x1: L, x2: W - R, y1: y(p), y2: y(p), stroke: "#eee" });
+      svg(root, "text", { x: L - 4, y: y(p) + 3, "text-anchor": "end" }, p);
+    });
+    var last = -Infinity;
+    o.ticks.forEach(function (t) {
+      if (x(t) - last < 14) { return; }  // no overlapping tick labels (20 and 21)
+      last = x(t);
+      svg(root, "text", { x: last, y: H - B + 12, "text-anchor": "middle" }, t);
+    });
+    svg(root, "text", { x: (L + W - R) / 2, y: H - 2, "text-anchor": "middle" }, o.label);
+    var pts = r.curve.filter(function (c) { return c[1] !== null; });
+    pts.forEach(function (c) {
+      if (c[2] === null || c[3] === null) { return; }
+      svg(root, "line", {
+        x1: x(c[0]), x2: x(c[0]), y1: y(c[2]), y2: y(c[3]), stroke: o.band, "stroke-width": 2
+      });
+    });
+    if (pts.length > 1) {
+      svg(root, "polyline", {
+        points: pts.map(function (c) { return x(c[0]) + "," + y(c[1]); }).join(" "),
+        fill: "none", stroke: o.line, "stroke-width": 1.5
+      });
+    }
+    pts.forEach(function (c) {
+      var dot = svg(root, "circle", { cx: x(c[0]), cy: y(c[1]), r: 3, fill: o.line });
+      svg(dot, "title", {}, o.point(c));
+    });
+    return root;
+  }
+
+  var WINDOW = {
+    "with": function (r) { return r.window === true; },
+    "significant": function (r) { return r.window === true && r.significant === true; },
+    "without": function (r) { return r.window === false; },
+    "undefined": function (r) { return r.window === null; }
+  };
+  function datasetIs(r, value) { return r.dataset === value; }
+  function windowIs(r, value) { return WINDOW[value](r); }
+  function textHas(text) {
+    return function (r, value) {
+      return text(r).toLowerCase().indexOf(value.toLowerCase()) >= 0;
+    };
+  }
+
+  // one card per record in #list, shown when it passes tests[name](record, value) for every
+  // filter "f-" + name with a value; the values are kept in the address in the order of
+  // `tests`, and #render-status reports the cards rendered and shown
+  function listCards(records, card, tests, describeCount) {
+    var inputs = {};
+    Object.keys(tests).forEach(function (k) { inputs[k] = document.getElementById("f-" + k); });
+    var list = document.getElementById("list");
+    var cards = records.map(function (r) { return list.appendChild(card(r)); });
+    function apply() {
+      var f = {}, shown = 0;
+      Object.keys(inputs).forEach(function (k) { f[k] = inputs[k].value; });
+      cards.forEach(function (c, i) {
+        var ok = Object.keys(f).every(function (k) { return !f[k] || tests[k](records[i], f[k]); });
+        c.hidden = !ok;
+        shown += ok ? 1 : 0;
+      });
+      document.getElementById("counts").textContent = describeCount(shown, cards.length);
+      var hash = Object.keys(f).filter(function (k) { return f[k]; })
+        .map(function (k) { return k + "=" + encodeURIComponent(f[k]); }).join("&");
+      history.replaceState(null, "", hash ? "#" + hash : location.pathname);
+      document.getElementById("render-status").setAttribute("data-shown", String(shown));
+    }
+    location.hash.replace(/^#/, "").split("&").forEach(function (pair) {
+      var kv = pair.split("=");
+      if (inputs[kv[0]]) { inputs[kv[0]].value = decodeURIComponent(kv[1] || ""); }
+    });
+    Object.keys(inputs).forEach(function (k) { inputs[k].addEventListener("input", apply); });
+    apply();
+    var status = document.getElementById("render-status");
+    status.setAttribute("data-rendered", String(cards.length));
+    status.setAttribute("data-status", "ok");
+  }
+"""
+"""The script of `page`: element, chart and format helpers, the tests of the common filters,
+and `listCards`, which renders the cards, filters them and reports the render status."""
+
+_STYLE = """\
+:root { --right: #2b8a3e; --wrong: #c92a2a; }
+.qid { font-weight: 600; font-family: ui-monospace, monospace; }
+.badge.right { color: var(--right); border-color: var(--right); }
+.badge.wrong { color: var(--wrong); border-color: var(--wrong); }
+.row { display: grid; grid-template-columns: minmax(260px, 1fr) 300px; gap: 14px; margin-top: 8px; }
+table.answers { border-collapse: collapse; font-size: 13px; }
+table.answers td, table.answers th {
+  padding: 1px 8px 1px 0; text-align: left; vertical-align: top;
+}
+table.answers th { color: var(--muted); font-weight: normal; white-space: nowrap; width: 8em; }
+.ans { font-family: ui-monospace, monospace; }
+.ok { color: var(--right); }
+.bad { color: var(--wrong); }
+.none { color: var(--muted); font-style: italic; }
+details { margin-top: 6px; }
+.response {
+  white-space: pre-wrap; font-family: ui-serif, Georgia, serif; background: #fcfcfc;
+  border: 1px solid #eee; padding: 8px; margin-top: 6px; max-height: 320px; overflow: auto;
+}
+.response mark { background: var(--win); }
+"""
+
+_FILTERS = (
+    WINDOW_FILTER
+    + """\
+    <label>original answer <select id="f-answer">
+      <option value="">any</option><option value="right">right</option>
+      <option value="wrong">wrong</option><option value="missing">missing</option>
+    </select></label>
+"""
+)
+
+_SCRIPT = r"""
   function answer(value, right) {
     var cls = "ans";
     if (value === null) { cls = "ans none"; }
@@ -320,47 +460,18 @@ _SCRIPT = r"""
 
   // curve points: [level, P, ci low, ci high, graded, missing, stump answer, stump right]
   function curve(q) {
-    var W = 300, H = 150, L = 34, R = 8, T = 8, B = 26;
-    var x = function (f) { return L + f * (W - L - R); };
-    var y = function (p) { return T + (1 - p) * (H - T - B); };
-    var root = document.createElementNS(SVG, "svg");
-    [["width", W], ["height", H], ["viewBox", "0 0 " + W + " " + H], ["role", "img"]]
-      .forEach(function (a) { root.setAttribute(a[0], a[1]); });
-    svg(root, "title", {}, "P(f) of " + q.id);
-    if (q.window) {
-      svg(root, "rect", {
-        x: x(q.lo), y: T, width: x(q.hi) - x(q.lo), height: H - T - B, fill: "#ffd8a8"
-      });
-    }
-    [0, 0.5, 1].forEach(function (p) {
-      svg(root, "line", { x1: L, x2: W - R, y1: y(p), y2: y(p), stroke: "#eee" });
-      svg(root, "text", { x: L - 4, y: y(p) + 3, "text-anchor": "end" }, p);
+    return chart(q, {
+      title: "P(f) of " + q.id,
+      at: function (f) { return f; },
+      ticks: [0, 0.25, 0.5, 0.75, 1],
+      label: "fraction f of the response kept",
+      band: "#9bb7d4",
+      line: "#1c7ed6",
+      point: function (c) {
+        return "f = " + c[0] + ": P = " + fmt(c[1], 2) + " [" + fmt(c[2], 2) + ", " +
+          fmt(c[3], 2) + "], " + c[4] + " graded, " + c[5] + " missing";
+      }
     });
-    [0, 0.25, 0.5, 0.75, 1].forEach(function (f) {
-      svg(root, "text", { x: x(f), y: H - B + 12, "text-anchor": "middle" }, f);
-    });
-    svg(root, "text", { x: (L + W - R) / 2, y: H - 2, "text-anchor": "middle" },
-      "fraction f of the response kept");
-    var pts = q.curve.filter(function (c) { return c[1] !== null; });
-    pts.forEach(function (c) {
-      if (c[2] === null || c[3] === null) { return; }
-      svg(root, "line", {
-        x1: x(c[0]), x2: x(c[0]), y1: y(c[2]), y2: y(c[3]), stroke: "#9bb7d4", "stroke-width": 2
-      });
-    });
-    if (pts.length > 1) {
-      svg(root, "polyline", {
-        points: pts.map(function (c) { return x(c[0]) + "," + y(c[1]); }).join(" "),
-        fill: "none", stroke: "#1c7ed6", "stroke-width": 1.5
-      });
-    }
-    pts.forEach(function (c) {
-      var dot = svg(root, "circle", { cx: x(c[0]), cy: y(c[1]), r: 3, fill: "#1c7ed6" });
-      svg(dot, "title", {}, "f = " + c[0] + ": P = " + fmt(c[1], 2) +
-        " [" + fmt(c[2], 2) + ", " + fmt(c[3], 2) + "], " + c[4] + " graded, " +
-        c[5] + " missing");
-    });
-    return root;
   }
 
   function badges(q, head) {
@@ -407,73 +518,22 @@ _SCRIPT = r"""
     var problem = node.appendChild(el("details"));
     problem.appendChild(el("summary", {}, "question"));
     problem.appendChild(el("div", { class: "response" }, q.problem));
-    var response = node.appendChild(el("div", { class: "response" }));
-    q.segments.forEach(function (s) {
-      if (s[1] !== null) {
-        response.appendChild(el("span", { class: "cut", title: "cut at f = " + s[1] }, s[1]));
-      }
-      if (s[0]) {
-        response.appendChild(s[2] ? el("mark", {}, s[0]) : document.createTextNode(s[0]));
-      }
-    });
-    node.__q = q;
+    marked(node.appendChild(el("div", { class: "response" })), q.segments, "cut at f = ");
     return node;
   }
 
-  var list = document.getElementById("list");
-  var cards = DATA.questions.map(function (q) { return list.appendChild(card(q)); });
-  var inputs = {
-    dataset: document.getElementById("f-dataset"),
-    window: document.getElementById("f-window"),
-    answer: document.getElementById("f-answer"),
-    text: document.getElementById("f-text")
-  };
-  DATA.meta.datasets.forEach(function (d) {
-    inputs.dataset.appendChild(el("option", { value: d }, d));
-  });
-
-  var WINDOW = {
-    "with": function (q) { return q.window === true; },
-    "significant": function (q) { return q.window === true && q.significant === true; },
-    "without": function (q) { return q.window === false; },
-    "undefined": function (q) { return q.window === null; }
-  };
+  options(document.getElementById("f-dataset"), DATA.meta.datasets);
   var ANSWER = { right: true, wrong: false, missing: null };
-  function matches(q, f) {
-    if (f.dataset && q.dataset !== f.dataset) { return false; }
-    if (f.window && !WINDOW[f.window](q)) { return false; }
-    if (f.answer && q.orig_right !== ANSWER[f.answer]) { return false; }
-    if (f.text) {
-      var text = q.segments.map(function (s) { return s[0]; }).join("");
-      var hay = (q.id + " " + q.problem + " " + text).toLowerCase();
-      if (hay.indexOf(f.text.toLowerCase()) < 0) { return false; }
-    }
-    return true;
-  }
-  function apply() {
-    var f = {}, shown = 0;
-    Object.keys(inputs).forEach(function (k) { f[k] = inputs[k].value; });
-    cards.forEach(function (c) {
-      var ok = matches(c.__q, f);
-      c.hidden = !ok;
-      shown += ok ? 1 : 0;
-    });
-    document.getElementById("counts").textContent = "showing " + shown + " of " +
-      cards.length + " questions (" + DATA.meta.total + " in the run, at most " +
-      DATA.meta.per_dataset + " per dataset)";
-    var hash = Object.keys(f).filter(function (k) { return f[k]; })
-      .map(function (k) { return k + "=" + encodeURIComponent(f[k]); }).join("&");
-    history.replaceState(null, "", hash ? "#" + hash : location.pathname);
-    document.getElementById("render-status").setAttribute("data-shown", String(shown));
-  }
-  location.hash.replace(/^#/, "").split("&").forEach(function (pair) {
-    var kv = pair.split("=");
-    if (inputs[kv[0]]) { inputs[kv[0]].value = decodeURIComponent(kv[1] || ""); }
+  var tests = {
+    dataset: datasetIs,
+    window: windowIs,
+    answer: function (q, value) { return q.orig_right === ANSWER[value]; },
+    text: textHas(function (q) {
+      return q.id + " " + q.problem + " " + q.segments.map(function (s) { return s[0]; }).join("");
+    })
+  };
+  listCards(DATA.questions, card, tests, function (shown, total) {
+    return "showing " + shown + " of " + total + " questions (" + DATA.meta.total +
+      " in the run, at most " + DATA.meta.per_dataset + " per dataset)";
   });
-  Object.keys(inputs).forEach(function (k) { inputs[k].addEventListener("input", apply); });
-  apply();
-  var status = document.getElementById("render-status");
-  status.setAttribute("data-rendered", String(cards.length));
-  status.setAttribute("data-status", "ok");
-})();
 """
