@@ -1,7 +1,7 @@
 """Benchmark: adaptive resampling against a dense fixed grid on the embedded real model.
 
 The synthetic model (bench_adaptive.py) scores against the exact truth; a real model has
-none, so here a dense fixed grid (20 levels x 16 continuations) is the reference. On the
+none, so here a dense fixed grid (19 levels x 16 continuations) is the reference. On the
 same base responses of the embedded SmolLM2 (config.yaml's engine and sampling), three
 strategies run through the workflow's elicitation, grading and detection:
 

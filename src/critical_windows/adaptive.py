@@ -21,8 +21,8 @@ grid. The adaptive driver here instead, for every question:
 
 So samples go where they can change the rule's call: a level far below or above
 `1 - jump` is decided in 3 continuations; a borderline rise gets up to `confirm_samples`
-at its ends, as many as the paper's grid gives every level. Sample counts are odd (3, 5,
-7, ...), so a level's estimate is never exactly 1/2 and a rise never ties with `jump`. The
+at its ends, as many as the research scripts give every level. Sample counts are odd (3, 5,
+7, ...), so unless answers are missing no estimate is exactly 1/2 to tie with `jump`. The
 defaults were chosen on the synthetic scorecard (benchmarks/bench_adaptive.py; the
 README's "Adaptive sampling" gives the figures).
 
