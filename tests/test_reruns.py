@@ -164,6 +164,8 @@ def test_window_thresholds_rerun_detection_onward(work: Path) -> None:
     ("module", "rerun"),
     [
         ("prompts", GENERATION_ONWARD),
+        ("extraction", GRADING_ONWARD),  # the model stages use it only when adaptive
+        ("adaptive", set()),
         ("grading", GRADING_ONWARD),
         ("windows", DETECTION_ONWARD),
         ("figures", {"plot_figure"}),

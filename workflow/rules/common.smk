@@ -110,8 +110,14 @@ def adaptive_settings():
 
 
 ADAPTIVE = config.get("sampling_strategy", "fixed") == "adaptive"
+# The model stages' code (also in their journal keys): the adaptive driver and the answer
+# extraction it judges with only count when sampling is adaptive.
 GENERATION_CODE = code_version(
-    "backends", "generation", "journal", "prompts", "adaptive", "extraction"
+    "backends",
+    "generation",
+    "journal",
+    "prompts",
+    *(["adaptive", "extraction"] if ADAPTIVE else []),
 )
 
 
