@@ -73,7 +73,6 @@ def main() -> None:
     cfg = yaml.safe_load(args.config.read_text())
     thresholds = cfg["windows"]
     work = args.out.parent / "adaptive_real"
-    os.environ.setdefault("VLLM_CACHE_ROOT", str(ROOT / ".cache/vllm"))
 
     model = ROOT / "results/models/embedded"
     if not model.exists():

@@ -98,6 +98,11 @@ class AdaptiveSettings:
         return cls(**given)
 
     @property
+    def most_samples(self) -> int:
+        """Most continuations of any level (confirmation included)."""
+        return max(self.max_samples, self.confirm_samples)
+
+    @property
     def z(self) -> float:
         return NormalDist().inv_cdf(0.5 + self.confidence / 2)
 
@@ -273,8 +278,7 @@ def resample_adaptive(
         for q in qs:
             for lv in _pending(q, s):
                 n = s.initial_samples if lv.drawn == 0 else s.step_samples
-                cap = max(s.max_samples, s.confirm_samples)
-                n = max(1, min(n, cap - lv.drawn))
+                n = max(1, min(n, s.most_samples - lv.drawn))
                 seed = derive_seed(st.seed, q.qid, lv.level, "resample", lv.rounds)
                 req = gen.request(
                     q.prompt + q.response[: lv.cut],
@@ -364,7 +368,6 @@ def rule_pending(levels: Sequence[Level], length: int, s: AdaptiveSettings) -> l
     window is possible). Of the two ends of such a step, the one whose estimate gains most
     per continuation token is sampled more. The whole response (cut `length`) is P = 1
     exactly."""
-    cap = max(s.max_samples, s.confirm_samples)
     pts = sorted((lv for lv in levels if lv.graded > 0 and lv.cut < length), key=lambda v: v.cut)
     if not pts:
         return []
@@ -381,7 +384,7 @@ def rule_pending(levels: Sequence[Level], length: int, s: AdaptiveSettings) -> l
                 pending.append((c, d))
     out: list[Level] = []
     for pair in pending:
-        ends = [e[0] for e in pair if e[0] is not None and e[0].drawn < cap]
+        ends = [e[0] for e in pair if e[0] is not None and e[0].drawn < s.most_samples]
         if len(ends) == 2:
             ends = [max(ends, key=lambda lv: _gain(lv, length))]
         for lv in ends:
