@@ -10,6 +10,10 @@ if not workflow.overwrite_configfiles:
     configfile: "config.yaml"
 
 
+# `--config questions_per_dataset=null` arrives as the string "null": the whole split.
+if config.get("questions_per_dataset") in ("null", "None", "none", "~", "all"):
+    config["questions_per_dataset"] = None
+
 validate(config, "workflow/schemas/config.schema.yaml")
 
 

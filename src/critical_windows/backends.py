@@ -28,6 +28,14 @@ class Sampling:
     max_tokens: int = 256
     n: int = 1
     seed: int | None = None
+    # Log-probabilities to return at every generated position: those of the chosen token
+    # (`logprobs=0`) and of `logprob_token_ids` (e.g. the answer letters). None: none.
+    logprobs: int | None = None
+    logprob_token_ids: tuple[int, ...] | None = None
+
+    @property
+    def wants_logprobs(self) -> bool:
+        return self.logprobs is not None or self.logprob_token_ids is not None
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,9 @@ class Completion:
     token_ids: tuple[int, ...]
     text: str
     finish_reason: str  # "stop": end of turn; "length": cut by max_tokens
+    # Per generated position, token id -> log-probability (the chosen token and the
+    # requested ones, from the raw logits); None unless the sampling asked for them.
+    logprobs: tuple[dict[int, float], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +148,7 @@ class VLLMBackend:
                 max_tokens=p.max_tokens,
                 seed=p.seed,
                 stop_token_ids=self._stop,
+                **_vllm_logprob_args(p),
             )
             for p in params
         ]
@@ -152,7 +164,23 @@ class VLLMBackend:
         ids = tuple(c.token_ids)
         if c.finish_reason == "stop" and ids and ids[-1] in self._stop:
             ids = ids[:-1]
-        return Completion(ids, c.text, _finish_reason(c.finish_reason))
+        logprobs = None
+        if c.logprobs is not None:
+            logprobs = tuple(
+                {int(t): float(lp.logprob) for t, lp in step.items()}
+                for step in list(c.logprobs)[: len(ids)]
+            )
+        return Completion(ids, c.text, _finish_reason(c.finish_reason), logprobs)
+
+
+def _vllm_logprob_args(p: Sampling) -> dict[str, Any]:
+    """SamplingParams arguments for the log-probabilities `p` asks for."""
+    if not p.wants_logprobs:
+        return {}
+    args: dict[str, Any] = {"logprobs": p.logprobs if p.logprobs is not None else 0}
+    if p.logprob_token_ids is not None:
+        args["logprob_token_ids"] = list(p.logprob_token_ids)
+    return args
 
 
 def _finish_reason(reason: str | None) -> str:
@@ -216,19 +244,31 @@ class TransformersBackend:
 
 
 def load_backend(
-    name: str, model: str, settings: EngineSettings, revision: str | None = None
+    name: str,
+    model: str,
+    settings: EngineSettings,
+    revision: str | None = None,
+    server: Any = None,
+    served_model: str | None = None,
 ) -> Backend:
     """The engine `name` for `model`; the model path "synthetic[:<preset>]" is the
-    synthetic model of `critical_windows.synthetic` whatever the backend."""
+    synthetic model of `critical_windows.synthetic` whatever the backend. "openai" is a
+    server the user started (`server`: the config's `server` block; critical_windows.server)."""
     from critical_windows import synthetic
 
     if synthetic.is_synthetic(model):
         return synthetic.load(model, settings)
+    if name == "openai":
+        from critical_windows.server import OpenAIBackend, ServerSettings
+
+        return OpenAIBackend(
+            model, settings, revision, ServerSettings.from_mapping(server), served_model
+        )
     if name == "vllm":
         return VLLMBackend(model, settings, revision)
     if name == "transformers":
         return TransformersBackend(model, settings, revision)
-    raise ValueError(f"unknown backend {name!r}: expected 'vllm' or 'transformers'")
+    raise ValueError(f"unknown backend {name!r}: expected 'vllm', 'transformers' or 'openai'")
 
 
 def load_tokenizer(model: str, revision: str | None = None) -> Any:

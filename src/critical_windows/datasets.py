@@ -36,8 +36,9 @@ TASKS: dict[str, str] = {
     "arc_easy": "science",
     "mmlu": "multiple choice",
     "aqua_rat": "math",
+    "math500": "math",
 }
-"""The task word of each benchmark, used in the prompts (METHOD.md, section 2)."""
+"""The task word of each built-in benchmark, used in the prompts (METHOD.md, section 2)."""
 
 DATASETS: tuple[str, ...] = tuple(TASKS)
 SOURCES = ("bundled", "hub")
@@ -229,6 +230,7 @@ def _mc_row(
     choices: Sequence[str],
     gold: int,
     subject: str | None = None,
+    task: str | None = None,
 ) -> dict[str, Any]:
     if not question:
         raise RowError("the question is empty")
@@ -244,7 +246,7 @@ def _mc_row(
         "choices": list(choices),
         "gold": LETTERS[gold],
         "answer_type": "multiple_choice",
-        "task": TASKS[dataset],
+        "task": TASKS[dataset] if task is None else task,
         "subject": subject,
         "level": None,
         "source_row": row,
@@ -268,6 +270,30 @@ def _normalise_math(record: Mapping[str, Any], row: int, seed: int) -> dict[str,
         "task": TASKS["math"],
         "subject": _text(record, "type") or None,
         "level": _text(record, "level") or None,
+    }
+
+
+def _normalise_math500(record: Mapping[str, Any], row: int, seed: int) -> dict[str, Any]:
+    """MATH-500 gives the final answer in its own field; the level is an integer 1-5."""
+    problem = _text(record, "problem")
+    gold = _text(record, "answer")
+    if not problem:
+        raise RowError("the problem is empty")
+    if not gold:
+        raise RowError("the answer is empty")
+    level = record.get("level")
+    if not isinstance(level, int) or isinstance(level, bool):
+        raise RowError("field 'level' is missing or not an integer")
+    return {
+        "question_id": f"math500-{row:04d}",
+        "dataset": "math500",
+        "problem": problem,
+        "choices": [],
+        "gold": gold,
+        "answer_type": "math",
+        "task": TASKS["math500"],
+        "subject": _text(record, "subject") or None,
+        "level": f"Level {level}",
     }
 
 
@@ -368,6 +394,12 @@ def _json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
 
 def _read_math(resources: Path) -> Iterator[SourceRow]:
     path = _require("math", resources / "math" / "test.jsonl")
+    for row, record in _json_lines(path):
+        yield SourceRow(record, str(path), row)
+
+
+def _read_math500(resources: Path) -> Iterator[SourceRow]:
+    path = _require("math500", resources / "math" / "math500_test.jsonl")
     for row, record in _json_lines(path):
         yield SourceRow(record, str(path), row)
 
@@ -597,6 +629,9 @@ _BENCHMARKS: dict[str, _Benchmark] = {
     "aqua_rat": _Benchmark(
         _read_aqua, HubSpec("deepmind/aqua_rat", ("raw",), "test"), _normalise_aqua
     ),
+    "math500": _Benchmark(
+        _read_math500, HubSpec("HuggingFaceH4/MATH-500", (None,), "test"), _normalise_math500
+    ),
 }
 
 HUB: dict[str, HubSpec] = {name: benchmark.hub for name, benchmark in _BENCHMARKS.items()}
@@ -655,6 +690,268 @@ def load_hub(
     return rows
 
 
+# --- your own benchmark: a `datasets` entry that is a mapping -------------------------------
+
+ANSWER_TYPES = ("multiple_choice", "math")
+GOLD_FORMATS = ("letter", "index", "text")
+FILE_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class CustomSpec:
+    """A benchmark described in the config: where its rows are and what their fields mean.
+
+    Exactly one of `path` (a local JSONL, CSV or Parquet file) and `hub` (a Hugging Face
+    dataset id, or a local folder in the hub layout) is set. `choices` is one field holding
+    a list, or several fields holding one choice each; `gold` holds a letter, a 0-based
+    index or the text of the right choice (`gold_format`), or for math the final answer
+    (or a solution whose last `\\boxed{}` is the answer).
+    """
+
+    name: str
+    question: str
+    gold: str
+    task: str
+    answer_type: str = "multiple_choice"
+    choices: str | tuple[str, ...] | None = None
+    gold_format: str = "letter"
+    id: str | None = None
+    subject: str | None = None
+    shuffle_choices: bool = False
+    path: str | None = None
+    hub: str | None = None
+    split: str | None = None
+    subset: str | None = None
+
+    @property
+    def source(self) -> str:
+        """How a row's place is named: the file, or the hub id with subset and split."""
+        if self.path is not None:
+            return self.path
+        return f"{self.hub} [{self.subset or 'default'}] {self.split}"
+
+
+def dataset_name(entry: str | Mapping[str, Any]) -> str:
+    """The name a `datasets` entry goes by in result paths."""
+    return entry if isinstance(entry, str) else str(entry.get("name"))
+
+
+def custom_spec(entry: Mapping[str, Any], key: str = "datasets") -> CustomSpec:
+    """The `CustomSpec` of a config mapping; a `DatasetError` naming `key` when it is wrong.
+
+    The config schema checks types; this checks what a schema cannot say well.
+    """
+    fields = {f for f in CustomSpec.__dataclass_fields__}
+    unknown = sorted(set(entry) - fields)
+    if unknown:
+        raise DatasetError(f"{key}: unknown field(s) {', '.join(unknown)}")
+    for required in ("name", "question", "gold", "task"):
+        value = entry.get(required)
+        if not isinstance(value, str) or not value.strip():
+            raise DatasetError(f"{key}.{required}: required, a non-empty string")
+    name = entry["name"]
+    if not _NAME.match(name):
+        raise DatasetError(f"{key}.name: {name!r} must match {_NAME.pattern} (used in paths)")
+    if name in TASKS:
+        raise DatasetError(f"{key}.name: {name!r} is a built-in dataset; choose another name")
+    if (entry.get("path") is None) == (entry.get("hub") is None):
+        raise DatasetError(f"{key}: give exactly one of `path` (a local file) and `hub`")
+    if entry.get("path") is not None:
+        suffix = Path(entry["path"]).suffix.lower()
+        if suffix not in FILE_FORMATS:
+            raise DatasetError(
+                f"{key}.path: {entry['path']}: expected a {', '.join(FILE_FORMATS)} file"
+            )
+        for field in ("split", "subset"):
+            if entry.get(field) is not None:
+                raise DatasetError(f"{key}.{field}: only for a `hub` dataset")
+    elif not entry.get("split"):
+        raise DatasetError(f"{key}.split: required for a `hub` dataset")
+    answer_type = entry.get("answer_type", "multiple_choice")
+    if answer_type not in ANSWER_TYPES:
+        raise DatasetError(f"{key}.answer_type: {answer_type!r}; use {' or '.join(ANSWER_TYPES)}")
+    gold_format = entry.get("gold_format", "letter")
+    if gold_format not in GOLD_FORMATS:
+        raise DatasetError(f"{key}.gold_format: {gold_format!r}; use {', '.join(GOLD_FORMATS)}")
+    choices = entry.get("choices")
+    if answer_type == "multiple_choice":
+        if isinstance(choices, str):
+            pass
+        elif isinstance(choices, Sequence) and len(choices) >= 2:
+            choices = tuple(choices)
+            if len(choices) > len(LETTERS):
+                raise DatasetError(f"{key}.choices: at most {len(LETTERS)} choice fields")
+        else:
+            raise DatasetError(
+                f"{key}.choices: a field holding a list, or a list of at least 2 fields"
+            )
+    elif choices is not None or entry.get("shuffle_choices"):
+        raise DatasetError(f"{key}.choices: a math dataset has no choices")
+    return CustomSpec(**{**entry, "choices": choices})
+
+
+def _cell(record: Mapping[str, Any], field: str) -> Any:
+    if field not in record:
+        raise RowError(f"field '{field}' is missing")
+    return record[field]
+
+
+def _cell_text(record: Mapping[str, Any], field: str) -> str:
+    """A field as stripped text: numbers are written out (CSV and Parquet cells)."""
+    value = _cell(record, field)
+    if isinstance(value, bool) or value is None:
+        raise RowError(f"field '{field}' is empty or not text")
+    if isinstance(value, int | float):
+        return str(value)
+    if not isinstance(value, str):
+        raise RowError(f"field '{field}' is not text")
+    return value.strip()
+
+
+def _custom_choices(spec: CustomSpec, record: Mapping[str, Any]) -> list[str]:
+    if isinstance(spec.choices, str):
+        value = _cell(record, spec.choices)
+        if isinstance(value, str):  # a CSV cell holding a JSON list
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise RowError(f"field '{spec.choices}' is not a list (nor a JSON list)") from None
+        if not isinstance(value, Sequence) or isinstance(value, str):
+            raise RowError(f"field '{spec.choices}' is not a list")
+        choices = [_cell_text({spec.choices: v}, spec.choices) for v in value]
+    else:
+        assert spec.choices is not None
+        choices = [_cell_text(record, f) if record.get(f) is not None else "" for f in spec.choices]
+        while choices and not choices[-1]:  # fewer choices than columns: trailing blanks
+            choices.pop()
+    if len(choices) < 2:
+        raise RowError(f"{len(choices)} choice(s); a multiple-choice question needs at least 2")
+    if len(choices) > len(LETTERS):
+        raise RowError(f"{len(choices)} choices; at most {len(LETTERS)} can be lettered")
+    return choices
+
+
+def _custom_gold_index(spec: CustomSpec, record: Mapping[str, Any], choices: list[str]) -> int:
+    value = _cell(record, spec.gold)
+    if spec.gold_format == "letter":
+        if not isinstance(value, str):
+            raise RowError(f"gold field '{spec.gold}' holds {value!r}, not a letter")
+        return _letter_index(value.strip().strip("()"), len(choices))
+    if spec.gold_format == "index":
+        text = str(value).strip() if not isinstance(value, bool) else ""
+        if not re.fullmatch(r"\d+", text):
+            raise RowError(f"gold field '{spec.gold}' holds {value!r}, not a 0-based index")
+        if int(text) >= len(choices):
+            raise RowError(f"gold index {int(text)} is not among the {len(choices)} choices")
+        return int(text)
+    gold = _cell_text(record, spec.gold)
+    hits = [i for i, choice in enumerate(choices) if choice == gold]
+    if len(hits) != 1:
+        found = "is not the text of any choice" if not hits else "is the text of several choices"
+        raise RowError(f"gold {gold!r} {found}")
+    return hits[0]
+
+
+def _math_gold(text: str) -> str:
+    """The final answer of a math gold: the last `\\boxed{}` of a solution, or the text."""
+    boxed = last_boxed(text) if _BOX.search(text) else text
+    gold = (boxed or "").strip()
+    if gold:
+        from critical_windows.grading import parse_math  # math-verify: heavy, math only
+
+        if parse_math(gold):
+            return gold
+    raise RowError(f"math gold {text[:60]!r} has no answer math-verify can read")
+
+
+def _normalise_custom(spec: CustomSpec) -> Callable[[Mapping[str, Any], int, int], dict[str, Any]]:
+    def normalise(record: Mapping[str, Any], row: int, seed: int) -> dict[str, Any]:
+        key = _cell_text(record, spec.id) if spec.id else f"{row:04d}"
+        if not key:
+            raise RowError(f"id field '{spec.id}' is empty")
+        question = _cell_text(record, spec.question)
+        if not question:
+            raise RowError(f"question field '{spec.question}' is empty")
+        subject = (_cell_text(record, spec.subject) or None) if spec.subject else None
+        qid = f"{spec.name}-{key}"
+        if spec.answer_type == "math":
+            return {
+                "question_id": qid,
+                "dataset": spec.name,
+                "problem": question,
+                "choices": [],
+                "gold": _math_gold(_cell_text(record, spec.gold)),
+                "answer_type": "math",
+                "task": spec.task,
+                "subject": subject,
+                "level": None,
+            }
+        choices = _custom_choices(spec, record)
+        gold = _custom_gold_index(spec, record, choices)
+        if spec.shuffle_choices:
+            order = shuffle_order(len(choices), seed, qid)
+            choices, gold = [choices[i] for i in order], order.index(gold)
+        return _mc_row(spec.name, key, row, question, choices, gold, subject, spec.task)
+
+    return normalise
+
+
+def _read_table_rows(path: Path, file_format: str) -> Iterator[tuple[int, Any]]:
+    """(0-based data row, record or RowError) of a local JSONL, CSV or Parquet file."""
+    if file_format == "jsonl":
+        yield from _json_lines(path)
+    elif file_format == "csv":
+        with path.open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle, strict=True)
+            row = 0
+            while True:
+                try:
+                    record = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as err:
+                    yield row, RowError(f"unparseable CSV (line {reader.line_num}): {err}")
+                    break
+                if None in record:
+                    yield row, RowError("more fields than the header names")
+                else:
+                    yield row, record
+                row += 1
+    else:
+        import pyarrow.parquet as pq
+
+        yield from enumerate(pq.read_table(path).to_pylist())
+
+
+def read_custom(
+    spec: CustomSpec, root: Path | None = None, cache_dir: str | Path | None = None
+) -> Iterator[SourceRow] | list[SourceRow]:
+    """The rows of a config-described benchmark; a relative `path` is taken from `root`."""
+    if spec.path is not None:
+        path = Path(spec.path)
+        if root is not None and not path.is_absolute():
+            path = Path(root) / path
+        _require(spec.name, path)
+        file_format = FILE_FORMATS[path.suffix.lower()]
+        return (SourceRow(r, spec.path, row) for row, r in _read_table_rows(path, file_format))
+    import datasets as hf  # heavy: imported only when the hub is used
+
+    try:
+        table = hf.load_dataset(spec.hub, spec.subset, split=spec.split, cache_dir=cache_dir)
+    except Exception as err:  # the hub raises many kinds; say which dataset failed
+        raise DatasetError(f"dataset '{spec.name}': cannot load {spec.source}: {err}") from err
+    return [SourceRow(r, spec.source, row) for row, r in enumerate(table.to_list())]
+
+
+def _normaliser(
+    dataset: str | CustomSpec,
+) -> tuple[str, Callable[[Mapping[str, Any], int, int], dict[str, Any]]]:
+    if isinstance(dataset, CustomSpec):
+        return dataset.name, _normalise_custom(dataset)
+    return dataset, _benchmark(dataset).normalise
+
+
 # --- records -> tables ----------------------------------------------------------------------
 
 
@@ -663,10 +960,15 @@ def _polars_schema(schema: pa.Schema) -> pl.Schema:
 
 
 def build_tables(
-    dataset: str, rows: Iterable[SourceRow], *, n: int | None, seed: int, bad_rows: str
+    dataset: str | CustomSpec,
+    rows: Iterable[SourceRow],
+    *,
+    n: int | None,
+    seed: int,
+    bad_rows: str,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Normalise `rows`, handle malformed ones as `bad_rows` says, and draw `n` questions."""
-    normalise = _benchmark(dataset).normalise
+    name, normalise = _normaliser(dataset)
     questions: dict[str, dict[str, Any]] = {}
     rejects: list[dict[str, Any]] = []
     for source in rows:
@@ -679,7 +981,7 @@ def build_tables(
                     f"question id {question['question_id']!r} repeats row {earlier['source_row']}"
                 )
         except RowError as err:
-            set_aside(err, dataset, source, bad_rows, rejects)
+            set_aside(err, name, source, bad_rows, rejects)
             continue
         questions[question["question_id"]] = question
     chosen = [questions[q] for q in draw(questions, n, seed)]
@@ -690,18 +992,31 @@ def build_tables(
 
 
 def prepare(
-    dataset: str, *, source: str, resources: Path, n: int | None, seed: int, bad_rows: str
+    dataset: str | Mapping[str, Any],
+    *,
+    source: str,
+    resources: Path,
+    n: int | None,
+    seed: int,
+    bad_rows: str,
+    root: Path | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Return (questions, rejects) as polars frames matching tables.QUESTIONS and tables.REJECTS.
 
-    `source` is "bundled" (the files in `resources`) or "hub" (`datasets.load_dataset`);
-    `n` questions are drawn with `seed` (None: the whole split); `bad_rows` is "error" or "skip".
+    `dataset` is a built-in name or a config mapping (`custom_spec`; its relative `path` is
+    taken from `root`). A built-in is read from `source`: "bundled" (the files in
+    `resources`) or "hub" (`datasets.load_dataset`). `n` questions are drawn with `seed`
+    (None: the whole split); `bad_rows` is "error" or "skip".
     """
+    if bad_rows not in BAD_ROWS:
+        name = dataset_name(dataset)
+        raise DatasetError(f"dataset '{name}': bad_rows must be error or skip, not {bad_rows!r}")
+    if not isinstance(dataset, str):
+        spec = custom_spec(dataset)
+        return build_tables(spec, read_custom(spec, root), n=n, seed=seed, bad_rows=bad_rows)
     _benchmark(dataset)
     if source not in SOURCES:
         raise DatasetError(f"dataset '{dataset}': unknown source {source!r}; use bundled or hub")
-    if bad_rows not in BAD_ROWS:
-        raise DatasetError(f"dataset '{dataset}': bad_rows must be error or skip, not {bad_rows!r}")
     rows = read_bundled(dataset, resources) if source == "bundled" else load_hub(dataset)
     return build_tables(dataset, rows, n=n, seed=seed, bad_rows=bad_rows)
 

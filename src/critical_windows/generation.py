@@ -22,6 +22,7 @@ import polars as pl
 from critical_windows import prompts, tables
 from critical_windows.backends import Backend, Completion, EngineSettings, Sampling, load_backend
 from critical_windows.journal import Journal, request_key
+from critical_windows.server import PartialBatch
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ class StageSettings:
     batch_size: int = 64
     sampling_strategy: str = "fixed"  # "fixed" | "adaptive" (critical_windows.adaptive)
     adaptive: Mapping[str, Any] | None = None  # the config's `adaptive` block, `jump` and `drop`
+    server: Mapping[str, Any] | None = None  # backend "openai": the config's `server` block
+    served_model: str | None = None  # backend "openai": the model name on the server
 
     def metadata(self) -> dict[str, Any]:
         meta = asdict(self)
@@ -117,7 +120,11 @@ class Generator:
         size = self.settings.batch_size
         for i in range(0, len(todo), size):
             batch = todo[i : i + size]
-            outs = self.backend.generate([r.prompt for r in batch], [r.sampling for r in batch])
+            try:
+                outs = self.backend.generate([r.prompt for r in batch], [r.sampling for r in batch])
+            except PartialBatch as err:  # a server failed part-way: keep what finished
+                self.journal.append({batch[j].key: out for j, out in err.done.items()})
+                raise
             done = {r.key: out for r, out in zip(batch, outs, strict=True)}
             self.journal.append(done)
             results.update(done)
@@ -370,7 +377,12 @@ def run_model_stage(
         for ds in outputs
     }
     backend = load_backend(
-        settings.backend, settings.model_path, settings.engine, settings.revision
+        settings.backend,
+        settings.model_path,
+        settings.engine,
+        settings.revision,
+        server=settings.server,
+        served_model=settings.served_model,
     )
     gen = Generator(backend, Journal(journal_dir), settings)
     # One pass over all datasets at once, so that batches are full; split afterwards.

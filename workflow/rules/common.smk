@@ -3,7 +3,22 @@ from pathlib import Path
 
 PACKAGE = Path(workflow.basedir) / "src" / "critical_windows"
 MODELS = config["models"]
-DATASETS = config["datasets"]
+# A `datasets` entry is a built-in name or a mapping with a `name` (your own benchmark).
+DATASET_ENTRIES = {
+    (d if isinstance(d, str) else d["name"]): d for d in config["datasets"]
+}
+DATASETS = list(DATASET_ENTRIES)
+
+
+def check_config():
+    """Missing model paths and dataset files, a silent or mismatched server: reported now,
+    naming the config key, not in a job's log (critical_windows.preflight)."""
+    from critical_windows.preflight import check_config as check
+
+    check(config, Path.cwd())
+
+
+check_config()
 SHARDS = [f"{i:03d}" for i in range(config["shards"])]
 # Outputs of the model stages are gathered from one job per (model, shard) that covers
 # every dataset, so that an engine starts once per stage, not once per dataset.
@@ -91,6 +106,18 @@ def stage_settings(wildcards):
         "elicitation_max_tokens": config["elicitation_max_tokens"],
         "batch_size": config["batch_size"],
         **adaptive_settings(),
+        **server_settings(model),
+    }
+
+
+def server_settings(model):
+    """The server of backend "openai"; nothing for the in-process backends, so that their
+    runs keep their params."""
+    if config["backend"] != "openai":
+        return {}
+    return {
+        "server": config.get("server", {}),
+        "served_model": model.get("served_model"),
     }
 
 
@@ -118,6 +145,7 @@ GENERATION_CODE = code_version(
     "journal",
     "prompts",
     *(["adaptive", "extraction"] if ADAPTIVE else []),
+    *(["server"] if config["backend"] == "openai" else []),
 )
 
 

@@ -1,6 +1,15 @@
+def dataset_files(wildcards):
+    """The shipped files for a built-in benchmark; the file itself for your own local one
+    (a hub dataset has no input file)."""
+    entry = DATASET_ENTRIES[wildcards.dataset]
+    if isinstance(entry, str):
+        return {"files": "resources/datasets"}
+    return {"own": entry["path"]} if entry.get("path") else {}
+
+
 rule prepare_dataset:
     input:
-        files="resources/datasets",
+        unpack(dataset_files),
     output:
         questions="results/datasets/{dataset}.parquet",
         rejects="results/datasets/{dataset}.rejects.parquet",
@@ -11,6 +20,7 @@ rule prepare_dataset:
     conda:
         "../envs/critical-windows.yaml"
     params:
+        entry=lambda wildcards: DATASET_ENTRIES[wildcards.dataset],
         source=config["dataset_source"],
         questions_per_dataset=config["questions_per_dataset"],
         seed=config["seed"],
