@@ -391,6 +391,10 @@ def _elicited(rows: list[tuple]) -> pl.DataFrame:
         },
         schema_overrides={"level": pl.Float64, "sample": pl.Int32, "n_answer_tokens": pl.Int32},
     )
+    # Columns that grading does not read (such as answer probabilities) stay null.
+    df = df.with_columns(
+        pl.lit(None).alias(c) for c in tables.ELICITED.names if c not in df.columns
+    )
     return pl.from_arrow(tables.conform(df, tables.ELICITED, "elicited"))
 
 

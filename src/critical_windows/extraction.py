@@ -25,8 +25,18 @@ OUT_OF_RANGE = "letter_out_of_range"
 UNPARSEABLE = "unparseable"
 CUT = "cut_by_max_tokens"
 NOT_ELICITED = "not_elicited"
+GOLD_UNPARSEABLE = "gold_unparseable"
 
-MISSING_REASONS = (EMPTY, NO_ANSWER, AMBIGUOUS, OUT_OF_RANGE, UNPARSEABLE, CUT, NOT_ELICITED)
+MISSING_REASONS = (
+    EMPTY,
+    NO_ANSWER,
+    AMBIGUOUS,
+    OUT_OF_RANGE,
+    UNPARSEABLE,
+    CUT,
+    NOT_ELICITED,
+    GOLD_UNPARSEABLE,
+)
 """Every `missing_reason` grading can give:
 
 - empty_response: the answer text is empty or only whitespace.
@@ -36,6 +46,9 @@ MISSING_REASONS = (EMPTY, NO_ANSWER, AMBIGUOUS, OUT_OF_RANGE, UNPARSEABLE, CUT, 
 - unparseable: a MATH answer was found but math-verify cannot read it as mathematics.
 - cut_by_max_tokens: no_answer or unparseable, and the answer hit its token limit.
 - not_elicited: the input has no elicited answer for this orig, stump or direct text.
+- gold_unparseable: math-verify cannot read the MATH gold itself; the flags that compare
+  with the gold are null (the `gold_missing_reason` of the graded table, kind "gold" in
+  the missing-answer counts, `missing_reason` of the re-grading CLI).
 """
 
 LETTERS = string.ascii_uppercase

@@ -31,6 +31,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from math_verify import parse, verify
 from math_verify.errors import TimeoutException
 from math_verify.utils import timeout
 
-from critical_windows import extraction, tables
+from critical_windows import answer_forms, audit, extraction, tables
 from critical_windows.extraction import Extraction
 
 logger = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ VERIFY_TIMEOUT_S = 5
 """math-verify's bound on one comparison of two parsed answers."""
 METHOD = (
     f"math-verify {version('math-verify')}, latex2sympy2_extended "
-    f"{version('latex2sympy2_extended')}, answers parsed as $...$"
+    f"{version('latex2sympy2_extended')}, answers parsed as $...$, {answer_forms.VERSION}"
 )
 """Cached results are reused only when they were computed the same way. Timed-out results,
 the only ones the limits could change, are never cached."""
@@ -106,10 +107,15 @@ def _reraise_thread_error(err: Exception) -> None:
 def parse_math(latex: str, limit: int = PARSE_TIMEOUT_S) -> list[Any]:
     """math-verify's reading of one LaTeX answer: sympy objects, then the string itself.
 
-    Raises `_Timeout` when parsing takes longer than `limit` seconds.
+    The answer is first rewritten by `answer_forms.normalise` and its symbols unified by
+    `answer_forms.unify_symbols`. Raises `_Timeout` when parsing takes longer than `limit`
+    seconds.
     """
     try:
-        return parse(f"${' '.join(latex.split())}$", parsing_timeout=limit, raise_on_error=True)
+        parsed = parse(
+            f"${answer_forms.normalise(latex)}$", parsing_timeout=limit, raise_on_error=True
+        )
+        return answer_forms.unify_symbols(parsed)
     except TimeoutException as err:
         raise _Timeout(latex) from err
     except Exception as err:  # what parse returns [] for without raise_on_error
@@ -117,8 +123,13 @@ def parse_math(latex: str, limit: int = PARSE_TIMEOUT_S) -> list[Any]:
         return []
 
 
-def is_parsed(parsed: Sequence[Any]) -> bool:
-    """Whether math-verify read the answer as mathematics, not only kept it as a string."""
+def is_parsed(parsed: Sequence[Any], latex: str | None = None) -> bool:
+    """Whether math-verify read the answer as mathematics, not only kept it as a string.
+
+    A text answer (`answer_forms.text_answer`: "North", "\\text{Tuesday}") counts as read.
+    """
+    if latex is not None and answer_forms.text_answer(latex) is not None:
+        return True
     return any(not isinstance(p, str) for p in parsed)
 
 
@@ -127,12 +138,13 @@ def verify_math(reference: list[Any], answer: list[Any], limit: int = VERIFY_TIM
 
     Each pair is verified on its own so that a timeout raises `_Timeout` instead of
     passing for "not equal"; an error in one pair counts as "not equal", as in `verify`.
+    An equality that `answer_forms.spurious` knows to be a false positive is not one.
     """
     timed_out = False
     for r, a in itertools.product(reference, answer):
         try:
             if verify(r, a, timeout_seconds=limit, raise_on_error=True):
-                return True
+                return not answer_forms.spurious(reference, answer)
         except TimeoutException:
             timed_out = True
         except Exception as err:
@@ -303,7 +315,7 @@ class MathJudge:
         for s, result in self._run(_parse_chunk, todo, PARSE_TIMEOUT_S):
             self._parsed[s], self._values[s] = result or ([], None)
             if s not in self._parses:
-                self._parses[s] = is_parsed(self._parsed[s])
+                self._parses[s] = result is not None and is_parsed(self._parsed[s], s)
                 if result is not None:
                     self._new_parses[s] = self._parses[s]
         self.stats["parsed"] += len(todo)
@@ -321,14 +333,20 @@ class MathJudge:
         self.stats["pairs"] += len(pairs)
         self.stats["identical_pairs"] += sum(a == b for a, b in pairs)
         self._ensure_parsed({s for pair in todo for s in pair})
-        items = []
+        items, apart = [], 0
         for a, b in todo:
             parsed_a, parsed_b = self._parsed[a], self._parsed[b]
+            text_a, text_b = answer_forms.text_answer(a), answer_forms.text_answer(b)
+            if text_a is not None and text_b is not None:
+                self._equal[a, b] = self._new_equal[a, b] = text_a == text_b
+                self.stats["text_answers"] += 1
+                continue
             if numerically_apart(parsed_a, parsed_b, self._values[a], self._values[b]):
                 self._equal[a, b] = self._new_equal[a, b] = False
+                apart += 1
             else:
                 items.append(((a, b), parsed_a, parsed_b))
-        self.stats["numerically_apart"] += len(todo) - len(items)
+        self.stats["numerically_apart"] += apart
         self.stats["verified"] += len(items)
         for pair, same in self._run(_verify_chunk, items, VERIFY_TIMEOUT_S):
             self._equal[pair] = bool(same)
@@ -532,19 +550,45 @@ def _assemble(answers: pl.DataFrame, meta: pl.DataFrame) -> pl.DataFrame:
     return graded.with_columns(not_elicited)
 
 
-def _add_flags(graded: pl.DataFrame, judge: MathJudge) -> pl.DataFrame:
-    is_math = pl.col("answer_type") == MATH
-    pairs = (
-        pl.concat(
-            [
-                graded.filter(is_math).select(pl.col(ref).alias("a"), pl.col(ans).alias("b"))
-                for _, ref, ans in COMPARISONS
-            ]
-        )
-        .drop_nulls()
-        .unique()
+def _gold_reasons(meta: pl.DataFrame, judge: MathJudge) -> pl.DataFrame:
+    """`meta` with `gold_missing_reason`: "gold_unparseable" for a MATH gold that
+    math-verify cannot read, whose flags are then null rather than False."""
+    golds = meta.filter(pl.col("answer_type") == MATH)["gold"].drop_nulls().unique().to_list()
+    bad = [g for g, ok in judge.parses(golds).items() if not ok]
+    for qid in meta.filter((pl.col("answer_type") == MATH) & pl.col("gold").is_in(bad))[
+        "question_id"
+    ].head(5):
+        logger.warning("question %s: math-verify cannot read the gold; its flags are null", qid)
+    return meta.with_columns(
+        pl.when((pl.col("answer_type") == MATH) & pl.col("gold").is_in(bad))
+        .then(pl.lit(extraction.GOLD_UNPARSEABLE))
+        .otherwise(pl.lit(None, dtype=pl.String))
+        .alias("gold_missing_reason")
     )
-    equal = judge.equivalent(pairs.iter_rows())
+
+
+def math_pairs(graded: pl.DataFrame) -> pl.DataFrame:
+    """The distinct (reference, answer) pairs of MATH rows that the flags compare, with
+    the dataset and the number of flags each decides (columns dataset, a, b, n_flags)."""
+    usable = pl.col("gold_missing_reason").is_null()
+    parts = [
+        graded.filter((pl.col("answer_type") == MATH) & (usable if ref == "gold" else True))
+        .select("dataset", pl.col(ref).alias("a"), pl.col(ans).alias("b"))
+        .drop_nulls()
+        for _, ref, ans in COMPARISONS
+    ]
+    schema = {"dataset": pl.String, "a": pl.String, "b": pl.String}
+    return (
+        pl.concat([p.cast(schema) for p in parts])  # type: ignore[arg-type]
+        .group_by("dataset", "a", "b")
+        .agg(pl.len().cast(pl.Int64).alias("n_flags"))
+        .sort("dataset", "a", "b")
+    )
+
+
+def _add_flags(graded: pl.DataFrame, equal: dict[tuple[str, str], bool]) -> pl.DataFrame:
+    """The flags of `COMPARISONS`; `equal` holds math-verify's call on every MATH pair."""
+    is_math = pl.col("answer_type") == MATH
     table = pl.DataFrame(
         {"a": [a for a, _ in equal], "b": [b for _, b in equal], "same": list(equal.values())},
         schema={"a": pl.String, "b": pl.String, "same": pl.Boolean},
@@ -553,7 +597,11 @@ def _add_flags(graded: pl.DataFrame, judge: MathJudge) -> pl.DataFrame:
         graded = graded.join(
             table.rename({"a": ref, "b": ans, "same": f"_{flag}"}), on=[ref, ans], how="left"
         ).with_columns(
-            pl.when(pl.col(ref).is_null() | pl.col(ans).is_null())
+            pl.when(
+                pl.col(ref).is_null()
+                | pl.col(ans).is_null()
+                | (pl.col("gold_missing_reason").is_not_null() if ref == "gold" else False)
+            )
             .then(pl.lit(None, dtype=pl.Boolean))
             .when(is_math)
             .then(pl.col(f"_{flag}"))
@@ -583,8 +631,14 @@ def _missing_summary(answers: pl.DataFrame, graded: pl.DataFrame) -> pl.DataFram
             ("stump", ["question_id", "level"]),
         )
     ]
+    golds = (
+        graded.filter(pl.col("gold_missing_reason").is_not_null())
+        .unique(subset="question_id")
+        .select("dataset", pl.lit("gold").alias("kind"), pl.col("gold_missing_reason"))
+        .rename({"gold_missing_reason": "missing_reason"})
+    )
     return (
-        pl.concat([found, *gaps])
+        pl.concat([found, *gaps, golds])
         .group_by("dataset", "kind", "missing_reason")
         .agg(pl.len().cast(pl.Int64).alias("count"))
         .sort("dataset", "kind", "missing_reason")
@@ -626,21 +680,32 @@ def write_summary_csv(summary: pl.DataFrame, path: str | os.PathLike[str]) -> No
         Path(tmp).unlink(missing_ok=True)
 
 
-def grade(
+@dataclass(frozen=True)
+class Grading:
+    """What grading one elicited table gives (`grade_and_audit`)."""
+
+    graded: pl.DataFrame  # tables.GRADED
+    missing: pl.DataFrame  # tables.MISSING_SUMMARY
+    audit: pl.DataFrame  # audit.AUDIT_COLUMNS: pairs the two MATH judges disagree on
+    audit_rates: pl.DataFrame  # audit.RATE_COLUMNS, one row per dataset with MATH pairs
+
+
+def grade_and_audit(
     questions: pl.DataFrame,
     elicited: pl.DataFrame,
     *,
     cache: Path | None = None,
     processes: int | None = None,
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The graded table (`tables.GRADED`) and the missing-answer counts (`tables.MISSING_SUMMARY`).
+) -> Grading:
+    """Grade, and audit every MATH comparison with a second judge (`critical_windows.audit`).
 
     `questions` follows `tables.QUESTIONS`, `elicited` follows `tables.ELICITED`. The graded
     table has one row per resample, with the answers of its orig, stump and direct beside it.
     An answer that cannot be extracted is null with a `*_missing_reason`
-    (`extraction.MISSING_REASONS`), and every flag that involves it is null. `cache` is a
-    Parquet file of math-verify results kept across runs; `processes` defaults to the CPUs
-    this process may use.
+    (`extraction.MISSING_REASONS`), and every flag that involves it is null; so is every
+    flag against a MATH gold that math-verify cannot read (`gold_missing_reason`). `cache`
+    is a Parquet file of math-verify results kept across runs; `processes` defaults to the
+    CPUs this process may use.
     """
     start = time.perf_counter()
     _check_inputs(questions, elicited)
@@ -663,9 +728,23 @@ def grade(
     answers = _extract_frame(rows, questions.select("question_id", "choices"))
     with MathJudge(cache, processes) as judge:
         answers = _mark_cut(_mark_unparseable(answers, judge), "answer_finish_reason")
-        graded = _add_flags(_assemble(answers, meta), judge)
+        assembled = _assemble(answers, _gold_reasons(meta, judge))
+        pairs = math_pairs(assembled)
+        equal = judge.equivalent(pairs.select("a", "b").unique().iter_rows())
+        graded = _add_flags(assembled, equal)
     summary = _missing_summary(answers, graded)
     _log_missing(answers, summary)
+    disagreeing = audit.audit(pairs, equal)
+    rates = audit.rates(pairs, disagreeing)
+    for dataset, n, k, rate in rates.iter_rows():
+        logger.info(
+            "%s: math-verify and the MATH normalised string comparison disagree on %d of "
+            "%d distinct pairs (%.3f)",
+            dataset,
+            k,
+            n,
+            rate,
+        )
     logger.info(
         "graded %d elicited answers into %d rows in %.1f s; math-verify: %s",
         len(elicited),
@@ -673,7 +752,25 @@ def grade(
         time.perf_counter() - start,
         ", ".join(f"{k} {v}" for k, v in sorted(judge.stats.items())),
     )
-    return graded.select(tables.GRADED.names), summary.select(tables.MISSING_SUMMARY.names)
+    return Grading(
+        graded.select(tables.GRADED.names),
+        summary.select(tables.MISSING_SUMMARY.names),
+        disagreeing,
+        rates,
+    )
+
+
+def grade(
+    questions: pl.DataFrame,
+    elicited: pl.DataFrame,
+    *,
+    cache: Path | None = None,
+    processes: int | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The graded table (`tables.GRADED`) and the missing-answer counts
+    (`tables.MISSING_SUMMARY`) of `grade_and_audit`."""
+    result = grade_and_audit(questions, elicited, cache=cache, processes=processes)
+    return result.graded, result.missing
 
 
 # --------------------------------------------------------------------------- re-grading CLI
@@ -715,7 +812,9 @@ def regrade(
 
     A record has `answer_type`, `gold`, `response`, and for multiple choice `n_choices`
     (optionally `choices`, the choice texts); an optional `finish_reason` of "length" turns
-    no_answer/unparseable into cut_by_max_tokens.
+    no_answer/unparseable into cut_by_max_tokens. A MATH gold that math-verify cannot read
+    gives `correct` null with `missing_reason` "gold_unparseable" (the extracted answer is
+    still reported).
     """
     found: list[Extraction] = []
     for r in records:
@@ -731,7 +830,8 @@ def regrade(
             for f, r in zip(found, records, strict=True)
             if r["answer_type"] == MATH and f.answer is not None
         }
-        parses = judge.parses(math_answers)
+        math_golds = {r["gold"] for r in records if r["answer_type"] == MATH}
+        parses = judge.parses(math_answers | math_golds)
         found = [
             Extraction(None, extraction.UNPARSEABLE)
             if r["answer_type"] == MATH and f.answer is not None and not parses[f.answer]
@@ -741,17 +841,19 @@ def regrade(
         equal = judge.equivalent(
             (r["gold"], f.answer)
             for f, r in zip(found, records, strict=True)
-            if r["answer_type"] == MATH and f.answer is not None
+            if r["answer_type"] == MATH and f.answer is not None and parses[r["gold"]]
         )
     out = []
     for f, r in zip(found, records, strict=True):
-        if f.answer is None:
+        reason = extraction.missing_after_finish(f.missing_reason, r.get("finish_reason"))
+        if r["answer_type"] == MATH and not parses[r["gold"]]:
+            correct, reason = None, extraction.GOLD_UNPARSEABLE
+        elif f.answer is None:
             correct = None
         elif r["answer_type"] == MATH:
             correct = equal[r["gold"], f.answer]
         else:
             correct = f.answer == r["gold"].strip().upper()
-        reason = extraction.missing_after_finish(f.missing_reason, r.get("finish_reason"))
         out.append({**r, "extracted": f.answer, "correct": correct, "missing_reason": reason})
     return out
 

@@ -5,6 +5,9 @@ rule grade_answers:
     output:
         graded="results/{model}/{dataset}/graded.parquet",
         missing="results/{model}/{dataset}/missing.csv",
+        # MATH pairs on which math-verify and the MATH normalised string comparison
+        # disagree (critical_windows.audit); a header line when there are none
+        audit="results/{model}/{dataset}/grading_audit.csv",
     log:
         "results/logs/grade_answers/{model}/{dataset}.log",
     benchmark:
@@ -16,6 +19,6 @@ rule grade_answers:
         # math-verify results shared by every job and kept across runs; not an output,
         # because losing it only costs time.
         cache="results/.cache/equivalence.parquet",
-        code=code_version("extraction", "grading"),
+        code=code_version("extraction", "grading", "answer_forms", "audit"),
     script:
         "../scripts/grade_answers.py"

@@ -1,0 +1,221 @@
+"""MATH answer forms that math-verify reads wrongly, handled before and after it.
+
+Before parsing, `normalise` rewrites the forms a careful human reads as the same answer but
+math-verify does not: units and wrappers (`\\text{ cm}^2`, `^\\circ`, `\\$`), thousands
+separators (`1,\\!000`, also inside a fraction), a trailing period, repeating decimals
+(`0.\\overline{6}`), column vectors against tuples, `x \\in (1, 4]`. After parsing,
+`unify_symbols` makes the imaginary unit one object (latex2sympy gives `i` other
+assumptions depending on where it stands, so `3i\\sqrt{2}` and `3\\sqrt{2}i` differ).
+`text_answer` compares names and directions without their case. `spurious` rejects the
+equalities math-verify grants that are known to be wrong: two exact numbers that differ
+below its rounding (`1/2004!` against `1/2006!`) and two equations that are both
+identities (each simplifies to 0 = 0).
+
+Every rule is about a form, not about particular answers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from fractions import Fraction
+from typing import Any
+
+import sympy
+
+VERSION = "answer-forms 1"
+"""Part of the grading method: cached results computed under another version are redone."""
+
+_TEXT_WRAPPER = r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mathbf|mbox|operatorname)"
+_UNITS = {
+    "cm", "mm", "m", "km", "in", "inch", "inches", "ft", "foot", "feet", "yd", "yard",
+    "yards", "mi", "mile", "miles", "meter", "meters", "metre", "metres", "centimeter",
+    "centimeters", "kilometer", "kilometers", "millimeter", "millimeters", "g", "kg",
+    "gram", "grams", "pound", "pounds", "lb", "lbs", "ounce", "ounces", "oz", "s", "sec",
+    "second", "seconds", "min", "minute", "minutes", "h", "hr", "hour", "hours", "day",
+    "days", "week", "weeks", "year", "years", "dollar", "dollars", "cent", "cents",
+    "unit", "units", "degree", "degrees", "mph", "l", "liter", "liters", "ml", "gallon",
+    "gallons", "square", "sq", "cubic", "people", "students", "ways", "inches^2",
+}  # fmt: skip
+_CONNECTORS = {"and", "or"}
+_MATH_WORDS = {
+    "pi", "sqrt", "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "lim",
+    "max", "min", "gcd", "lcm", "det", "arg", "mod", "inf", "infty", "infinity", "frac",
+    "undefined", "dne", "none",
+}  # fmt: skip
+_TEXT_GROUP = re.compile(rf"{_TEXT_WRAPPER}\s*\{{([^{{}}]*)\}}")
+_POWER = r"(?:\s*\^\s*(?:\{\s*[23]\s*\}|[23]))?"
+
+
+def _drop_text_unit(match: re.Match[str]) -> str:
+    """A `\\text{...}` group: a unit goes, "and"/"or" become a comma, anything else stays."""
+    inner = match[1]
+    words = inner.replace("\\", " ").replace(".", " ").split()
+    if not words:
+        return " "
+    lowered = [w.lower() for w in words]
+    if len(lowered) == 1 and lowered[0] in _CONNECTORS:
+        return ", "
+    if lowered[0] in _UNITS or inner[:1].isspace():
+        return " "
+    return match[0]
+
+
+_TRAILING = re.compile(r"(?:\s|\\[,;:!]|\\quad)*(?<!\\)[.,;](?:\s|\\[,;:!])*$")
+_THIN_SPACE = re.compile(r"(?<!\\)\\[,;:> ]|\\q?quad|~")
+_SEPARATED = re.compile(r"(?<![\d.,])\d{1,3}(?:,\d{3})+(?![\d])")
+_DEGREES = re.compile(
+    r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|\u00b0|\\degree|\^\s*\{\s*o\s*\}(?![A-Za-z])"
+)
+_DOLLAR = re.compile(r"\\\$|\$")
+_REPEATING = re.compile(r"(?<![\d.])(\d*)\.(\d*)\\(?:overline|bar|dot)\s*(?:\{\s*(\d+)\s*\}|(\d))")
+_MATRIX = re.compile(
+    r"\\begin\{([pbvB]?matrix)\}(?P<body>.*?)\\end\{\1\}"
+    r"|\\left\s*\(\s*\\begin\{array\}\{[clr]*\}(?P<array>.*?)\\end\{array\}\s*\\right\s*\)",
+    re.DOTALL,
+)
+_MEMBERSHIP = re.compile(r"^\s*[A-Za-z]\s*\\in\s*(?=[(\[]|\\left|\\\{|\\mathbb|\(-)")
+_ANGLE = re.compile(r"\\langle\s*(.*?)\s*\\rangle", re.DOTALL)
+
+
+def _repeating_fraction(match: re.Match[str]) -> str:
+    """0.1\\overline{6} -> \\frac{1}{6}: the value of a repeating decimal, exactly."""
+    whole, fixed, cycle = match[1] or "0", match[2], match[3] or match[4]
+    value = Fraction(int(whole)) + Fraction(int(fixed or "0"), 10 ** len(fixed))
+    value += Fraction(int(cycle), (10 ** len(cycle) - 1) * 10 ** len(fixed))
+    return rf"\frac{{{value.numerator}}}{{{value.denominator}}}"
+
+
+def _vector_as_tuple(match: re.Match[str]) -> str:
+    """A one-column or one-row matrix is the tuple of its entries; a real matrix stays."""
+    body = match["body"] if match["body"] is not None else match["array"]
+    rows = [r for r in re.split(r"\\\\", body) if r.strip()]
+    cells = [c.strip() for row in rows for c in row.split("&")]
+    if len(rows) > 1 and "&" in body:
+        return match[0]
+    return "(" + ", ".join(cells) + ")"
+
+
+def normalise(latex: str) -> str:
+    """The answer with the forms math-verify misreads rewritten; see the module docstring."""
+    s = " ".join(latex.split())
+    s = s.replace(r"\!", "").replace(r"\left.", "").replace(r"\right.", "")
+    s = _MATRIX.sub(_vector_as_tuple, s)
+    s = _THIN_SPACE.sub(" ", s)
+    s = _ANGLE.sub(r"(\1)", s)
+    s = _DOLLAR.sub("", s)
+    s = _DEGREES.sub("", s)
+    s = re.sub(r"\\text\s*\{\s*\\%\s*\}|\\text\s*\{\s*percent\s*\}", r"\\%", s)
+    # A unit after a number or a closing bracket; a whole-text answer keeps its text.
+    s = re.sub(
+        rf"(?<=[\d}})\]a-zA-Z\s])\s*{_TEXT_WRAPPER}\s*\{{([^{{}}]*)\}}{_POWER}",
+        _drop_text_unit,
+        s,
+    )
+    s = _REPEATING.sub(_repeating_fraction, s)
+    if not s.lstrip().startswith(("(", "[", r"\{", r"\left", r"\langle")):
+        s = _SEPARATED.sub(lambda m: m[0].replace(",", ""), s)
+    s = _MEMBERSHIP.sub("", s)
+    s = _TRAILING.sub("", s)
+    return " ".join(s.split()) or latex.strip()
+
+
+def text_answer(latex: str) -> str | None:
+    """A name, word or phrase answer ("\\text{Tuesday}", "North") in lower case, else None.
+
+    Plain words count only from three letters up and never as function names, so that a
+    product of variables such as "xy" stays mathematics.
+    """
+    s = latex.strip()
+    wrapped = False
+    for _ in range(3):
+        match = re.fullmatch(rf"{_TEXT_WRAPPER}\s*\{{(.*)\}}", s)
+        if match is None:
+            break
+        s, wrapped = match[1].strip(), True
+    s = re.sub(r"\\ |~", " ", s).strip(" .")
+    if not re.fullmatch(r"[A-Za-z]+(?:[ '\-][A-Za-z]+)*", s):
+        return None
+    words = s.lower().split()
+    if not wrapped and (any(len(w) < 3 for w in words) or any(w in _MATH_WORDS for w in words)):
+        return None
+    if sum(map(len, words)) < 2:
+        return None
+    return " ".join(words)
+
+
+def unify_symbols(parsed: Sequence[Any]) -> list[Any]:
+    """math-verify's readings with `i` as the imaginary unit and plain variables.
+
+    latex2sympy gives a symbol assumptions from its context (`i` real in `3i\\sqrt{2}`,
+    not real in `3\\sqrt{2}i`), which makes equal answers differ.
+    """
+    out = []
+    for p in parsed:
+        if isinstance(p, sympy.Basic) or getattr(p, "is_Matrix", False):
+            try:
+                mapping = {
+                    s: sympy.I if s.name == "i" else sympy.Symbol(s.name)
+                    for s in p.free_symbols
+                    if isinstance(s, sympy.Symbol)
+                }
+                if mapping:
+                    p = p.xreplace(mapping)
+            except (AttributeError, TypeError, ValueError):
+                pass
+        out.append(p)
+    return out
+
+
+def _exact_number(expr: Any) -> bool:
+    return (
+        isinstance(expr, sympy.Expr)
+        and not getattr(expr, "is_Matrix", False)
+        and not expr.free_symbols
+        and not expr.has(sympy.Float, sympy.UnevaluatedExpr)
+        and not expr.has(sympy.oo, -sympy.oo, sympy.zoo, sympy.nan)
+    )
+
+
+def _identity(expr: Any) -> bool:
+    """An equation whose sides are the same, such as 1 + 1 = 2 or x - x = 0."""
+    if not isinstance(expr, sympy.Equality) and expr is not sympy.true:
+        return False
+    if expr is sympy.true:
+        return True
+    try:
+        return sympy.simplify(expr.lhs - expr.rhs) == 0
+    except Exception:  # sympy raises many kinds; undecided is "not an identity"
+        return False
+
+
+def _exprs(parsed: Sequence[Any]) -> list[Any]:
+    return [p for p in parsed if not isinstance(p, str)]
+
+
+def spurious(reference: Sequence[Any], answer: Sequence[Any]) -> bool:
+    """Whether an equality math-verify granted is one of its known false positives.
+
+    - Two exact numbers (no decimals, no percent) whose values differ: math-verify rounds
+      their difference to 15 digits, so 1/2004! and 1/2006! pass. Compared here to 60
+      significant digits relative to their size.
+    - Two equations that are both identities: each side's difference is 0, so any two
+      pass; they are the same answer only when they are written the same way.
+    """
+    ref, ans = _exprs(reference), _exprs(answer)
+    if len(ref) != 1 or len(ans) != 1:
+        return False
+    a, b = ref[0], ans[0]
+    if _identity(a) and _identity(b):
+        strings = {p for p in reference if isinstance(p, str)}
+        return not strings & {p for p in answer if isinstance(p, str)}
+    if not (_exact_number(a) and _exact_number(b)):
+        return False
+    try:
+        diff = abs(sympy.N(a - b, 60))
+        scale = max(abs(sympy.N(a, 60)), abs(sympy.N(b, 60)))
+    except Exception:  # an expression sympy cannot evaluate: keep math-verify's call
+        return False
+    if not (diff.is_number and scale.is_number) or scale == 0:
+        return False
+    return bool(diff > scale * sympy.Float("1e-40", 60))
