@@ -132,7 +132,9 @@ def test_math_gold_handles_nested_braces_and_takes_the_last_box(
     math = full["math"]
     assert by_id(math, "math-0015")["gold"] == "\\frac{11}{2}"
     assert by_id(math, "math-0091")["gold"] == "161"  # an earlier \boxed holds a fraction
-    assert by_id(math, "math-0333")["gold"] == "3"  # "-3", then "Note: $\boxed{3}$ is also..."
+    # "-3", then "Note: $\boxed{3}$ is also accepted": the derived answer (golds.py)
+    assert by_id(math, "math-0333")["gold"] == "-3"
+    assert by_id(math, "math-0414")["gold"] == "-2, 1"  # "the answers are -2 and 1"
 
 
 def test_math_gold_equals_the_math500_answer_field(full: dict[str, pl.DataFrame]) -> None:

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import polars as pl
 import pyarrow as pa
 
-from critical_windows import tables
+from critical_windows import golds, tables
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -255,7 +255,7 @@ def _mc_row(
 
 def _normalise_math(record: Mapping[str, Any], row: int, seed: int) -> dict[str, Any]:
     problem = _text(record, "problem")
-    gold = last_boxed(_text(record, "solution"))
+    gold, _ = golds.math_gold(problem, _text(record, "solution"))  # several boxes: golds.py
     if not problem:
         raise RowError("the problem is empty")
     if not gold:

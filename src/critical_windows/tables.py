@@ -106,6 +106,9 @@ GRADED = pa.schema(
         ("level", pa.float64()),
         ("sample", _INT),
         ("gold", _STR),
+        # "gold_unparseable" when math-verify cannot read a MATH gold: every flag against
+        # the gold is then null, never False; null otherwise
+        ("gold_missing_reason", _STR),
         *_ANSWER_COLUMNS,
         ("orig_is_right", pa.bool_()),
         ("direct_is_right", pa.bool_()),
