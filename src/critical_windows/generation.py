@@ -189,8 +189,22 @@ def generate_base(gen: Generator, questions: pl.DataFrame) -> pl.DataFrame:
     return _frame(out, tables.BASE)
 
 
-def truncate_responses(base: pl.DataFrame, levels: Sequence[float], tokenizer: Any) -> pl.DataFrame:
-    """For every level f, the first floor(f * L) response tokens and where they end in text."""
+def truncate_responses(
+    base: pl.DataFrame,
+    levels: Sequence[float],
+    tokenizer: Any,
+    cuts: Mapping[str, Any] | None = None,
+) -> pl.DataFrame:
+    """For every level f, the first floor(f * L) response tokens and where they end in text.
+
+    With a `cuts` block (the config's) whose unit is "sentence" or "step", the cuts fall at
+    the starts of the response's units instead (critical_windows.segmentation).
+    """
+    if cuts is not None and cuts.get("unit", "fraction") != "fraction":
+        from critical_windows import segmentation
+
+        settings = segmentation.CutSettings.from_mapping(cuts)
+        return segmentation.truncate_at_units(base, tokenizer, settings)
     out = []
     for b in base.select("question_id", "response_token_ids", "response_text").to_dicts():
         ids, text = b["response_token_ids"], b["response_text"]

@@ -63,6 +63,10 @@ TRUNCATED = pa.schema(
         ("prefix_token_ids", _IDS),  # the first cut_tokens response tokens
         ("prefix_text", _STR),
         ("char_offset", _INT),  # where the cut falls in response_text
+        # sentence and step cuts (critical_windows.segmentation): the unit the cut opens,
+        # and the response's number of units; null for fraction cuts
+        ("unit_index", _INT),
+        ("n_units", _INT),
     ]
 )
 
@@ -140,6 +144,12 @@ CURVES = pa.schema(
         ("stump_answer", _STR),  # the bare prefix's answer (the original's at f = 1)
         ("stump_is_right", pa.bool_()),
         ("stump_is_consistent", pa.bool_()),
+        # the cut: its tokens (L at f = 1), its offset in response_text (the text's length
+        # at f = 1) and the unit it opens (the number of units at f = 1; null for fraction
+        # cuts)
+        ("cut_tokens", _INT),
+        ("char_offset", _INT),
+        ("unit_index", _INT),
     ]
 )
 
@@ -166,6 +176,32 @@ WINDOWS = pa.schema(
         ("char_start", _INT),  # the window in characters of response_text
         ("char_end", _INT),
         ("window_text", _STR),
+        # the window in units (sentence and step cuts): the first unit inside it, the
+        # first unit after it, and the response's number of units; null for fraction cuts
+        ("unit_start", _INT),
+        ("unit_end", _INT),
+        ("n_units", _INT),
+    ]
+)
+
+# Per-cut importance (issue #17): what adding the text between a cut and the next one does
+# to the answer, in Thought Anchors' resampling terms.
+IMPORTANCE = pa.schema(
+    [
+        ("question_id", _STR),
+        ("dataset", _STR),
+        ("level_lo", pa.float64()),  # the cut before the text
+        ("level_hi", pa.float64()),  # the next cut (1.0: the end of the response)
+        ("unit_index", _INT),  # the unit the lower cut opens; null for fraction cuts
+        ("cut_tokens", _INT),  # tokens of the lower cut
+        ("char_start", _INT),  # the text between the cuts, in characters of response_text
+        ("char_end", _INT),
+        ("delta_p", pa.float64()),  # P(level_hi) - P(level_lo), P the consistency
+        ("delta_p_low", pa.float64()),  # 95% Newcombe (Wilson-based) interval of delta_p
+        ("delta_p_high", pa.float64()),
+        ("kl", pa.float64()),  # KL(answers at level_hi || answers at level_lo), nats
+        ("kl_low", pa.float64()),  # 95% percentile bootstrap interval of kl
+        ("kl_high", pa.float64()),
     ]
 )
 

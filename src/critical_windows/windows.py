@@ -260,6 +260,145 @@ def find_windows(
     )
 
 
+RULES = ("steps", "span")
+MAX_SPAN = 0.2  # the widest span of the span rule, as a fraction of the response's tokens
+DROP_ALPHA = 0.05  # a fall vetoes a span-rule window only when significant at this level
+
+
+def spans(
+    curve: pl.DataFrame, columns: CurveColumns = CONSISTENCY, max_span: float = MAX_SPAN
+) -> pl.DataFrame:
+    """Every span between two levels with a defined P(f) at most `max_span` apart, and every
+    step between consecutive levels however wide, with two one-sided Fisher tests: that P
+    rises across the span (`p_value`) and that it falls (`fall_p_value`).
+
+    A grid whose consecutive levels are all more than `max_span` apart but for the widest
+    step (the paper's: 0.05, 0.1, 0.3, ..., 0.9, 1) has exactly its steps as spans. The
+    anchor is counted as in `steps`.
+    """
+    unit = list(columns.unit)
+    defined = (
+        curve.filter(pl.col(columns.p).is_not_null())
+        .sort(*unit, "level")
+        .with_columns(_i=pl.int_range(pl.len()).over(unit))
+        .select(*unit, "_i", "level", p=columns.p, k=columns.k, n=columns.n)
+    )
+    lo = defined.rename({c: f"{c}_lo" for c in ("_i", "level", "p", "k", "n")})
+    hi = defined.rename({c: f"{c}_hi" for c in ("_i", "level", "p", "k", "n")})
+    width = (pl.col("level_hi") - pl.col("level_lo")).round(_DECIMALS)
+    anchored = pl.lit(False) if columns.anchor is None else pl.col("level_hi") == columns.anchor
+    out = (
+        lo.join(hi, on=unit, how="inner")
+        .filter(
+            (pl.col("_i_hi") > pl.col("_i_lo"))
+            & ((width <= max_span) | (pl.col("_i_hi") == pl.col("_i_lo") + 1))
+        )
+        .with_columns(
+            width=width,
+            rise=(pl.col("p_hi") - pl.col("p_lo")).round(_DECIMALS),
+            k_hi=pl.when(anchored).then(pl.col("n_lo")).otherwise(pl.col("k_hi")),
+            n_hi=pl.when(anchored).then(pl.col("n_lo")).otherwise(pl.col("n_hi")),
+        )
+        .drop("_i_lo", "_i_hi")
+        .sort(*unit, "level_lo", "level_hi")
+    )
+    k_hi, n_hi, k_lo, n_lo = (out[c].to_numpy() for c in ("k_hi", "n_hi", "k_lo", "n_lo"))
+    rises = fisher_greater(k_hi, n_hi, k_lo, n_lo)
+    falls = fisher_greater(k_lo, n_lo, k_hi, n_hi)
+    return out.with_columns(
+        p_value=pl.Series(rises, dtype=pl.Float64).fill_nan(None),
+        fall_p_value=pl.Series(falls, dtype=pl.Float64).fill_nan(None),
+    )
+
+
+def find_windows_span(
+    curve: pl.DataFrame,
+    *,
+    jump: float,
+    drop: float,
+    fdr: float,
+    max_span: float = MAX_SPAN,
+    drop_alpha: float = DROP_ALPHA,
+    columns: CurveColumns = CONSISTENCY,
+) -> pl.DataFrame:
+    """The span rule (issue #17): a window is the shortest span of `spans` across which P
+    rises by more than `jump` (ties: the larger rise, then the earlier), on a curve with no
+    real fall: no span across which P falls by more than `drop` with a one-sided Fisher
+    p-value at most `drop_alpha`. One noisy level on a dense grid does not veto a window.
+
+    Columns as `find_windows`: `level_lo`, `level_hi`, `jump` are the chosen span (without a
+    rise above `jump`, the span of the largest rise, ties the shorter); `max_drop` is the
+    largest real fall (0 without one); `q_value` is Benjamini-Hochberg over every span of
+    every curve passed in. On a grid whose spans are its steps, it differs from the research
+    rule only where a fall above `drop` is not significant.
+    """
+    unit = list(columns.unit)
+    span = spans(curve, columns, max_span)
+    span = span.with_columns(
+        q_value=pl.Series(bh_adjust(span["p_value"].to_numpy()), dtype=pl.Float64).fill_nan(None),
+        _over=pl.col("rise") > jump,
+    )
+    ranked = pl.concat(
+        [
+            span.filter(pl.col("_over")).sort(
+                [*unit, "width", "rise", "level_lo"],
+                descending=[*(False for _ in unit), False, True, False],
+            ),
+            span.filter(~pl.col("_over")).sort(
+                [*unit, "rise", "width", "level_lo"],
+                descending=[*(False for _ in unit), True, False, False],
+            ),
+        ]
+    )
+    chosen = (
+        ranked.group_by(unit, maintain_order=True)
+        .first()
+        .select(*unit, "level_lo", "level_hi", "p_value", "q_value", jump=pl.col("rise"))
+    )
+    real = (-pl.col("rise") > drop) & (pl.col("fall_p_value") <= drop_alpha)
+    falls = span.group_by(unit).agg(
+        max_drop=pl.when(real).then(-pl.col("rise")).otherwise(0.0).max()
+    )
+    levels = curve.group_by(unit).agg(n_levels=pl.col(columns.p).is_not_null().sum())
+    return (
+        levels.join(chosen, on=unit, how="left")
+        .join(falls, on=unit, how="left")
+        .with_columns(
+            significant=pl.col("q_value") <= fdr,
+            has_window=pl.when(pl.col("level_lo").is_not_null()).then(
+                (pl.col("jump") > jump) & (pl.col("max_drop") <= drop)
+            ),
+        )
+    )
+
+
+def call_windows(
+    curve: pl.DataFrame,
+    *,
+    jump: float,
+    drop: float,
+    fdr: float,
+    rule: str = "steps",
+    max_span: float = MAX_SPAN,
+    drop_alpha: float = DROP_ALPHA,
+    columns: CurveColumns = CONSISTENCY,
+) -> pl.DataFrame:
+    """`find_windows` (rule "steps", the research rule) or `find_windows_span` ("span")."""
+    if rule == "steps":
+        return find_windows(curve, jump=jump, drop=drop, fdr=fdr, columns=columns)
+    if rule == "span":
+        return find_windows_span(
+            curve,
+            jump=jump,
+            drop=drop,
+            fdr=fdr,
+            max_span=max_span,
+            drop_alpha=drop_alpha,
+            columns=columns,
+        )
+    raise ValueError(f"windows.rule {rule!r}: expected one of {', '.join(RULES)}")
+
+
 def detect(
     graded: pl.DataFrame,
     truncated: pl.DataFrame,
@@ -268,14 +407,20 @@ def detect(
     jump: float,
     drop: float,
     fdr: float,
+    rule: str = "steps",
+    max_span: float = MAX_SPAN,
+    drop_alpha: float = DROP_ALPHA,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Curves and windows of one run: every dataset of a model at once.
 
-    The Benjamini-Hochberg control spans every step of every question passed in, so pass
-    the whole run. Returns (CURVES, WINDOWS) frames; split them by `dataset` to write.
+    The Benjamini-Hochberg control spans every step (rule "span": every span) of every
+    question passed in, so pass the whole run. Returns (CURVES, WINDOWS) frames; split them
+    by `dataset` to write.
     """
-    curve = curves(graded)
-    calls = find_windows(curve, jump=jump, drop=drop, fdr=fdr)
+    curve = _with_cuts(curves(graded), truncated, base)
+    calls = call_windows(
+        curve, jump=jump, drop=drop, fdr=fdr, rule=rule, max_span=max_span, drop_alpha=drop_alpha
+    )
     questions = graded.group_by(_QUESTION).agg(
         pl.col("gold", "orig_answer", "direct_answer", "orig_is_right", "direct_is_right").first()
     )
@@ -284,13 +429,52 @@ def detect(
     return curve, windows
 
 
+def _with_cuts(curve: pl.DataFrame, truncated: pl.DataFrame, base: pl.DataFrame) -> pl.DataFrame:
+    """`cut_tokens`, `char_offset` and `unit_index` of every level of a curve; at f = 1 the
+    whole response (its tokens, its length and, for unit cuts, its number of units)."""
+    cuts = truncated.select(
+        "question_id", "level", "cut_tokens", "char_offset", "unit_index", "n_units"
+    )
+    whole = base.select(
+        "question_id",
+        _L=pl.col("n_response_tokens"),
+        _chars=pl.col("response_text").str.len_chars(),
+    )
+    units = cuts.group_by("question_id").agg(_units=pl.col("n_units").first())
+    at_one = pl.col("level") == 1.0
+    return (
+        curve.join(cuts, on=["question_id", "level"], how="left")
+        .join(whole, on="question_id", how="left")
+        .join(units, on="question_id", how="left")
+        .with_columns(
+            cut_tokens=pl.when(at_one).then("_L").otherwise("cut_tokens").cast(pl.Int32),
+            char_offset=pl.when(at_one).then("_chars").otherwise("char_offset").cast(pl.Int32),
+            unit_index=pl.when(at_one).then("_units").otherwise("unit_index").cast(pl.Int32),
+        )
+        .drop("_L", "_chars", "_units", "n_units")
+    )
+
+
 def _spans(found: pl.DataFrame, truncated: pl.DataFrame, base: pl.DataFrame) -> pl.DataFrame:
     """Token and character span, and text, of each window in the original response."""
-    cuts = truncated.select("question_id", "level", "cut_tokens", "char_offset")
+    cuts = truncated.select("question_id", "level", "cut_tokens", "char_offset", "unit_index")
     lower = cuts.rename(
-        {"level": "level_lo", "cut_tokens": "token_start", "char_offset": "char_start"}
+        {
+            "level": "level_lo",
+            "cut_tokens": "token_start",
+            "char_offset": "char_start",
+            "unit_index": "unit_start",
+        }
     )
-    upper = cuts.rename({"level": "level_hi", "cut_tokens": "token_end", "char_offset": "char_end"})
+    upper = cuts.rename(
+        {
+            "level": "level_hi",
+            "cut_tokens": "token_end",
+            "char_offset": "char_end",
+            "unit_index": "unit_end",
+        }
+    )
+    units = truncated.group_by("question_id").agg(n_units=pl.col("n_units").first())
     response = base.select(
         "question_id",
         "response_text",
@@ -302,9 +486,11 @@ def _spans(found: pl.DataFrame, truncated: pl.DataFrame, base: pl.DataFrame) -> 
         found.join(lower, on=["question_id", "level_lo"], how="left")
         .join(upper, on=["question_id", "level_hi"], how="left")
         .join(response, on="question_id", how="left")
+        .join(units, on="question_id", how="left")
         .with_columns(
             token_end=pl.when(whole).then(pl.col("n_response_tokens")).otherwise("token_end"),
             char_end=pl.when(whole).then(pl.col("n_chars")).otherwise("char_end"),
+            unit_end=pl.when(whole).then(pl.col("n_units")).otherwise("unit_end"),
         )
     )
     lost = out.filter(
@@ -319,7 +505,7 @@ def _spans(found: pl.DataFrame, truncated: pl.DataFrame, base: pl.DataFrame) -> 
             f"({lost.height} windows affected); the tables are from different runs, re-run "
             "truncation and grading"
         )
-    span = ["token_start", "token_end", "char_start", "char_end"]
+    span = ["token_start", "token_end", "char_start", "char_end", "unit_start", "unit_end"]
     return out.with_columns(
         *(pl.when(pl.col("has_window")).then(pl.col(c)).cast(pl.Int32).alias(c) for c in span),
         window_text=pl.when(pl.col("has_window")).then(
