@@ -230,7 +230,7 @@ class TransformersBackend:
                 pad_token_id=self._stop[0],
             )
         completions = []
-        for row in out[:, len(ids) :].tolist():
+        for r, row in enumerate(out.sequences[:, len(ids) :].tolist()):
             tokens: list[int] = []
             finish = "length"
             for t in row:
@@ -238,8 +238,19 @@ class TransformersBackend:
                     finish = "stop"
                     break
                 tokens.append(t)
+                output_logits=p.wants_logprobs,
+                return_dict_in_generate=True,
             text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-            completions.append(Completion(tuple(tokens), text, finish))
+        steps = None
+        if p.wants_logprobs:  # raw logits of every step, as vLLM's raw_logprobs
+            steps = torch.stack(out.logits, dim=1).float().log_softmax(dim=-1)
+        wanted = list(p.logprob_token_ids or ())
+            logprobs = None
+            if steps is not None:
+                logprobs = tuple(
+                    {i: float(steps[r, k, i]) for i in [t, *wanted]} for k, t in enumerate(tokens)
+                )
+            completions.append(Completion(tuple(tokens), text, finish, logprobs))
         return completions
 
 

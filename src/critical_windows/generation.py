@@ -19,7 +19,7 @@ from typing import Any
 
 import polars as pl
 
-from critical_windows import prompts, tables
+from critical_windows import readout, tables
 from critical_windows.backends import Backend, Completion, EngineSettings, Sampling, load_backend
 from critical_windows.journal import Journal, request_key
 from critical_windows.server import PartialBatch
@@ -53,6 +53,9 @@ class StageSettings:
     batch_size: int = 64
     sampling_strategy: str = "fixed"  # "fixed" | "adaptive" (critical_windows.adaptive)
     adaptive: Mapping[str, Any] | None = None  # the config's `adaptive` block, `jump` and `drop`
+    elicitation: str = "followup"  # "followup" | "forced" (critical_windows.readout)
+    answer_readout: str = "greedy"  # "greedy" | "logprobs"
+    reasoning: str = "auto"  # "auto" | "on" | "off": the model's thinking format
     server: Mapping[str, Any] | None = None  # backend "openai": the config's `server` block
     served_model: str | None = None  # backend "openai": the model name on the server
 
@@ -92,6 +95,18 @@ class Generator:
     @property
     def tokenizer(self) -> Any:
         return self.backend.tokenizer
+
+    @property
+    def prompter(self) -> readout.Prompter:
+        """The prompts of this model and readout (critical_windows.readout)."""
+        if getattr(self, "_prompter", None) is None:
+            s = self.settings
+            self._prompter = readout.Prompter(
+                self.tokenizer,
+                s.model_path,
+                readout.ReadoutSettings(s.elicitation, s.answer_readout, s.reasoning),
+            )
+        return self._prompter
 
     def request(self, prompt: Sequence[int], sampling: Sampling, what: str) -> Request:
         room = self.backend.max_model_len - len(prompt)
@@ -152,19 +167,14 @@ def generate_base(gen: Generator, questions: pl.DataFrame) -> pl.DataFrame:
         qid = q["question_id"]
         cot.append(
             gen.request(
-                prompts.render(
-                    gen.tokenizer, prompts.cot_messages(q["problem"], q["task"]), prompts.PREFILL
-                ),
+                gen.prompter.generation_prompt(q["problem"], q["task"]),
                 Sampling(s.temperature, s.top_p, s.max_tokens, 1, derive_seed(s.seed, qid, "base")),
                 f"question {qid}",
             )
         )
         direct.append(
             gen.request(
-                prompts.render(
-                    gen.tokenizer,
-                    prompts.direct_messages(q["problem"], q["task"], q["answer_type"]),
-                ),
+                gen.prompter.direct_prompt(q["problem"], q["task"], q["answer_type"]),
                 Sampling(0.0, 1.0, s.elicitation_max_tokens),
                 f"question {qid} (direct)",
             )
@@ -283,23 +293,45 @@ def elicit_answers(
     truncated: pl.DataFrame,
     resampled: pl.DataFrame,
 ) -> pl.DataFrame:
-    """Greedy answers to the follow-up question for orig, every stump and every resample;
-    the direct-answer baseline is carried over from the base table."""
+    """Greedy answers for orig, every stump and every resample, read the way the config's
+    `elicitation` and `answer_readout` say (critical_windows.readout); the direct-answer
+    baseline is carried over from the base table."""
     s = gen.settings
     tok = gen.tokenizer
+    prompter = gen.prompter
+    forced = s.elicitation == "forced"
+    logprobs = s.answer_readout == "logprobs"
+    cued = forced or logprobs  # the answer turn starts with the answer cue
     q_of = {q["question_id"]: q for q in questions.to_dicts()}
+    prompt_of = {b["question_id"]: b["prompt_token_ids"] for b in base.to_dicts()}
     prefix_of = {
         (t["question_id"], t["level"]): t["prefix_token_ids"]
         for t in truncated.select("question_id", "level", "prefix_token_ids").to_dicts()
     }
-    greedy = Sampling(0.0, 1.0, s.elicitation_max_tokens)
     items: list[tuple[dict[str, Any], Request]] = []
 
-    def add(qid: str, kind: str, level: Any, sample: Any, finish: Any, response: str) -> None:
+    def sampling(q: dict[str, Any]) -> Sampling:
+        letters = q["answer_type"] == "multiple_choice"
+        most = s.elicitation_max_tokens
+        if cued and letters:
+            most = min(most, readout.FORCED_LETTER_TOKENS)
+        if not logprobs:
+            return Sampling(0.0, 1.0, most)
+        if letters:
+            ids = tuple(prompter.letter_ids(len(q["choices"])))
+            return Sampling(0.0, 1.0, most, logprobs=0, logprob_token_ids=ids)
+        return Sampling(0.0, 1.0, most, logprobs=0)
+
+    def add(
+        qid: str, kind: str, level: Any, sample: Any, finish: Any, text: str, ids: list[int]
+    ) -> None:
         q = q_of[qid]
-        ids = prompts.render(
-            tok, prompts.elicit_messages(q["problem"], q["task"], q["answer_type"], response)
-        )
+        if forced:
+            prompt = prompter.forced_prompt(prompt_of[qid], ids, q["answer_type"])
+        else:
+            prompt = prompter.followup_prompt(
+                q["problem"], q["task"], q["answer_type"], text, cue=cued
+            )
         what = f"question {qid} {kind} level {level} sample {sample}"
         row = {
             "question_id": qid,
@@ -308,28 +340,43 @@ def elicit_answers(
             "sample": sample,
             "source_finish_reason": finish,
         }
-        items.append((row, gen.request(ids, greedy, what)))
+        items.append((row, gen.request(prompt, sampling(q), what)))
 
     for b in base.to_dicts():
-        add(b["question_id"], "orig", None, None, b["finish_reason"], b["response_text"])
-    for t in truncated.select("question_id", "level", "prefix_text").to_dicts():
-        add(t["question_id"], "stump", t["level"], None, None, t["prefix_text"])
+        add(
+            b["question_id"],
+            "orig",
+            None,
+            None,
+            b["finish_reason"],
+            b["response_text"],
+            b["response_token_ids"],
+        )
+    for t in truncated.select("question_id", "level", "prefix_text", "prefix_token_ids").to_dicts():
+        qid, level = t["question_id"], t["level"]
+        add(qid, "stump", level, None, None, t["prefix_text"], t["prefix_token_ids"])
     for r in resampled.select(
         "question_id", "level", "sample", "token_ids", "finish_reason"
     ).iter_rows(named=True):
         ids = prefix_of[(r["question_id"], r["level"])] + r["token_ids"]
         text = tok.decode(ids, skip_special_tokens=True)
-        add(r["question_id"], "resample", r["level"], r["sample"], r["finish_reason"], text)
+        add(r["question_id"], "resample", r["level"], r["sample"], r["finish_reason"], text, ids)
     done = gen.run([req for _, req in items], "elicit_answers")
     out = []
     for row, req in items:
         (ans,) = done[req.key]
+        q = q_of[row["question_id"]]
+        text = prompter.answer_text(q["answer_type"], ans.text) if cued else ans.text
+        extra: dict[str, Any] = {}
+        if logprobs:
+            extra = _readout_columns(ans, req.sampling)
         out.append(
             {
                 **row,
-                "answer_text": ans.text,
+                "answer_text": text,
                 "n_answer_tokens": len(ans.token_ids),
                 "answer_finish_reason": ans.finish_reason,
+                **extra,
             }
         )
     for b in base.to_dicts():
@@ -346,6 +393,21 @@ def elicit_answers(
             }
         )
     return _frame(out, tables.ELICITED)
+
+
+def _readout_columns(ans: Completion, sampling: Sampling) -> dict[str, Any]:
+    """The logprob readout of one cued answer: the distribution over the question's letters
+    at the answer position (renormalised over them), and the greedy answer's sequence
+    log-probability."""
+    if ans.logprobs is None:
+        raise RuntimeError("the backend returned no log-probabilities for a logprobs readout")
+    chosen = [step.get(t) for t, step in zip(ans.token_ids, ans.logprobs, strict=False)]
+    seq = float(sum(lp for lp in chosen if lp is not None)) if chosen else None
+    probs = None
+    if sampling.logprob_token_ids is not None:
+        first = ans.logprobs[0] if ans.logprobs else None
+        probs = readout.letter_distribution(first, sampling.logprob_token_ids)
+    return {"answer_probs": probs, "answer_logprob": seq}
 
 
 def _frame(rows: list[dict[str, Any]], schema: Any) -> pl.DataFrame:
@@ -390,6 +452,7 @@ def run_model_stage(
         }
         for ds in outputs
     }
+    check_readout(settings, frames)
     backend = load_backend(
         settings.backend,
         settings.model_path,
@@ -423,6 +486,26 @@ def run_model_stage(
         ids = frames[ds]["questions" if "questions" in inputs else "base"]["question_id"]
         part = table.filter(pl.col("question_id").is_in(ids.implode()))
         tables.write_table(part, path, schema, {"stage": stage, **settings.metadata()})
+
+
+def check_readout(
+    settings: StageSettings, frames: Mapping[str, Mapping[str, pl.DataFrame]]
+) -> None:
+    """What the model cannot serve in this readout (no chat template, a cue it cannot
+    render, a letter that is not one token) stops the stage before its engine starts."""
+    from critical_windows.backends import load_tokenizer
+
+    questions = [f["questions"] for f in frames.values() if "questions" in f]
+    if not questions or settings.backend == "openai":  # a server's tokenizer: its own check
+        return
+    q = pl.concat(questions)
+    prompter = readout.Prompter(
+        load_tokenizer(settings.model_path, settings.revision),
+        settings.model_path,
+        readout.ReadoutSettings(settings.elicitation, settings.answer_readout, settings.reasoning),
+    )
+    most = int(q["choices"].list.len().max() or 0) if q.height else 0
+    prompter.check(sorted(set(q["answer_type"].to_list())), most)
 
 
 def settings_from_params(params: Mapping[str, Any], code: str) -> StageSettings:

@@ -34,12 +34,31 @@ SCHEMA = pa.schema(
         ("finish_reason", pa.list_(pa.string())),
     ]
 )
+# Per completion, per generated position, the log-probabilities asked for, as JSON
+# ({"id": logprob}); a column only chunks with log-probabilities have.
+LOGPROBS = pa.field("logprobs", pa.list_(pa.string()))
+_UNSET = {"logprobs": None, "logprob_token_ids": None}
 
 
 def request_key(context: str, prompt: Sequence[int], sampling: Sampling) -> str:
-    """Digest of one request; `context` names the model, backend and code version."""
-    payload = json.dumps([context, list(prompt), asdict(sampling)], separators=(",", ":"))
+    """Digest of one request; `context` names the model, backend and code version.
+    Sampling fields left at their "unset" default are not part of it, so that requests
+    keep their keys when such a field is added."""
+    fields = {k: v for k, v in asdict(sampling).items() if k not in _UNSET or v != _UNSET[k]}
+    payload = json.dumps([context, list(prompt), fields], separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _logprobs_json(c: Completion) -> str | None:
+    if c.logprobs is None:
+        return None
+    return json.dumps([{str(t): lp for t, lp in step.items()} for step in c.logprobs])
+
+
+def _logprobs_of(text: str | None) -> tuple[dict[int, float], ...] | None:
+    if text is None:
+        return None
+    return tuple({int(t): lp for t, lp in step.items()} for step in json.loads(text))
 
 
 class Journal:
@@ -55,15 +74,18 @@ class Journal:
         found: dict[str, list[Completion]] = {}
         for chunk in sorted(self.folder.glob("*.parquet")):
             try:
-                table = pq.read_table(chunk, schema=SCHEMA)
+                names = pq.read_schema(chunk).names
+                schema = SCHEMA.append(LOGPROBS) if LOGPROBS.name in names else SCHEMA
+                table = pq.read_table(chunk, schema=schema)
             except (OSError, pa.ArrowInvalid):
                 continue  # only completed chunks are renamed into place; skip foreign files
             for row in table.to_pylist():
                 if row["key"] in wanted:
+                    lps = row.get("logprobs") or [None] * len(row["text"])
                     found[row["key"]] = [
-                        Completion(tuple(t), x, f)
-                        for t, x, f in zip(
-                            row["token_ids"], row["text"], row["finish_reason"], strict=True
+                        Completion(tuple(t), x, f, _logprobs_of(lp))
+                        for t, x, f, lp in zip(
+                            row["token_ids"], row["text"], row["finish_reason"], lps, strict=True
                         )
                     ]
         return found
@@ -81,6 +103,9 @@ class Journal:
             },
             schema=SCHEMA,
         )
+        if any(c.logprobs is not None for cs in done.values() for c in cs):
+            column = [[_logprobs_json(c) for c in cs] for cs in done.values()]
+            table = table.append_column(LOGPROBS, pa.array(column, LOGPROBS.type))
         name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.parquet"
         fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".tmp")
         os.close(fd)

@@ -416,6 +416,12 @@ class SyntheticModel:
             raise ValueError("synthetic model: the prompt does not end in an open assistant turn")
         plan = self.plan(self._problem(turns))
         content = turns[-1][1]
+        cue = self._cue(content)
+        if cue is not None:  # a cued answer (critical_windows.readout): forced or followup
+            answered = [c for role, c, closed in turns[:-1] if role == "assistant" and closed]
+            source = content if content[: len(self._prefill)] == self._prefill else answered[-1]
+            events = self.events_in_text(self.tokenizer.decode(source))
+            return [self._cued(posterior(plan, events), p)]
         if content:
             if content[: len(self._prefill)] != self._prefill:
                 raise ValueError(
@@ -430,6 +436,31 @@ class SyntheticModel:
         else:  # the direct-answer baseline
             w = np.array(plan.prior)
         return [self._say(f"The answer is ({LETTERS[answer_of(w)]}).", p.max_tokens)]
+
+    def _cue(self, content: Sequence[int]) -> str | None:
+        """The answer cue an open assistant turn ends with, if any."""
+        from critical_windows.readout import CUES
+
+        text = self.tokenizer.decode(content)
+        return next((c for c in CUES.values() if text.endswith(c)), None)
+
+    def _cued(self, w: np.ndarray, p: Sampling) -> Completion:
+        """The letter after an answer cue, with the exact letter probabilities `w` as its
+        log-probabilities: the synthetic model's answer distribution is its posterior."""
+        done = self._say(f"{LETTERS[answer_of(w)]}).", p.max_tokens)
+        if not p.wants_logprobs:
+            return done
+        wanted = list(p.logprob_token_ids or ())
+        letter_lp = {
+            self.tokenizer.encode(LETTERS[i])[0]: float(np.log(x)) if x > 0 else -np.inf
+            for i, x in enumerate(w)
+        }
+        steps = []
+        for k, t in enumerate(done.token_ids):
+            step = {i: letter_lp.get(i, -np.inf) for i in wanted} if k == 0 else {}
+            step[t] = letter_lp.get(t, 0.0) if k == 0 else 0.0
+            steps.append(step)
+        return Completion(done.token_ids, done.text, done.finish_reason, tuple(steps))
 
     def _say(self, text: str, max_tokens: int) -> Completion:
         ids = self.tokenizer.encode(text)

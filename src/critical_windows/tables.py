@@ -93,6 +93,11 @@ ELICITED = pa.schema(
         ("answer_text", _STR),
         ("n_answer_tokens", _INT),
         ("answer_finish_reason", _STR),
+        # answer_readout logprobs (critical_windows.readout): the probability of each of the
+        # question's letters at the answer position, renormalised over them (A, B, ... in
+        # order; null for MATH), and the greedy answer's sequence log-probability
+        ("answer_probs", pa.list_(pa.float64())),
+        ("answer_logprob", pa.float64()),
     ]
 )
 

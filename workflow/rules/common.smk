@@ -107,7 +107,19 @@ def stage_settings(wildcards):
         "batch_size": config["batch_size"],
         **adaptive_settings(),
         **server_settings(model),
+        **({"reasoning": REASONING} if REASONING != "auto" else {}),
     }
+
+
+def elicitation_settings(wildcards):
+    """stage_settings of elicit_answers: with the readout (critical_windows.readout) when it
+    is not the research protocol's, so that followup + greedy runs keep their params."""
+    readout = {
+        key: config[key]
+        for key, default in (("elicitation", "followup"), ("answer_readout", "greedy"))
+        if config[key] != default
+    }
+    return {**stage_settings(wildcards), **readout}
 
 
 def server_settings(model):
@@ -137,6 +149,8 @@ def adaptive_settings():
 
 
 ADAPTIVE = config.get("sampling_strategy", "fixed") == "adaptive"
+# YAML reads an unquoted `reasoning: off` as a boolean.
+REASONING = {True: "on", False: "off"}.get(config["reasoning"], config["reasoning"])
 # The model stages' code (also in their journal keys): the adaptive driver and the answer
 # extraction it judges with only count when sampling is adaptive.
 GENERATION_CODE = code_version(
@@ -144,6 +158,8 @@ GENERATION_CODE = code_version(
     "generation",
     "journal",
     "prompts",
+    "readout",
+    "distributions",
     *(["adaptive", "extraction"] if ADAPTIVE else []),
     *(["server"] if config["backend"] == "openai" else []),
 )

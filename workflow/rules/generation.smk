@@ -108,7 +108,7 @@ rule elicit_answers:
         mem_mb=lambda wc, attempt: 16000 * attempt,
         runtime=lambda wc, attempt: 240 * attempt,
     params:
-        settings=stage_settings,
+        settings=elicitation_settings,
         code=GENERATION_CODE,
         journal=lambda w: f"results/{w.model}/.journal/elicit_answers",
         shards=config["shards"],

@@ -1,0 +1,237 @@
+"""Elicitation modes, thinking formats and the logprob readout (critical_windows.readout).
+
+The chat templates of real models (tests/templates/, sources in its README) are rendered on
+the embedded model's tokenizer.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from critical_windows import distributions, prompts, readout, synthetic
+from critical_windows.backends import Completion, Sampling
+from critical_windows.generation import _readout_columns
+
+TEMPLATES = Path(__file__).parent / "templates"
+REASONING_TEMPLATES = ["qwen3", "deepseek-r1-distill-qwen"]
+ALL_TEMPLATES = [*REASONING_TEMPLATES, "llama-3.1-instruct", "chatml", "embedded"]
+PROBLEM = "Which gas do plants take in?\n(A) oxygen\n(B) carbon dioxide\n(C) helium\n(D) neon"
+REASONING = "Plants photosynthesise, so they take in carbon dioxide and give off oxygen."
+
+
+@pytest.fixture(scope="module")
+def embedded_tokenizer(embedded_model: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(embedded_model)
+
+
+def tokenizer_with(embedded_model: Path, template: str):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(embedded_model)
+    if template != "embedded":
+        tok.chat_template = (TEMPLATES / f"{template}.jinja").read_text()
+    return tok
+
+
+def response_of(prompter: readout.Prompter) -> str:
+    """What a model writes after the prefill: reasoning, then (reasoning models) the close
+    tag and the answer."""
+    if prompter.thinking is not None:
+        return f"{REASONING}\n</think>\n\nThe answer is (B)."
+    return f"{REASONING} The answer is (B)."
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("template", ALL_TEMPLATES)
+@pytest.mark.parametrize("mode", readout.ELICITATIONS)
+def test_orig_elicitation_keeps_the_reasoning(embedded_model: Path, template: str, mode: str):
+    tok = tokenizer_with(embedded_model, template)
+    p = readout.Prompter(tok, template, readout.ReadoutSettings(elicitation=mode))
+    assert (p.thinking is not None) == (template in REASONING_TEMPLATES)
+    gen = p.generation_prompt(PROBLEM, "science")
+    gen_text = tok.decode(gen)
+    assert gen_text.endswith(prompts.PREFILL)
+    if p.thinking is not None:  # the prefill is where the reasoning starts
+        assert gen_text.endswith(f"<think>\n{prompts.PREFILL}")
+    response = readout.encode(tok, response_of(p))
+    if mode == "forced":
+        ids = p.forced_prompt(gen, response, "multiple_choice")
+        assert ids[: len(gen) + len(response)] == gen + response  # token-exact extension
+        assert tok.decode(ids).endswith("The answer is (B).\n\nThe answer is (")
+    else:
+        ids = p.followup_prompt(PROBLEM, "science", "multiple_choice", tok.decode(response))
+        assert prompts.ELICIT["multiple_choice"] in tok.decode(ids)
+    assert REASONING in tok.decode(ids)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("template", REASONING_TEMPLATES)
+def test_reasoning_templates_drop_what_the_plain_render_loses(embedded_model: Path, template):
+    """The bug the splice fixes: rendering the closed conversation through these templates
+    drops the reasoning of the original response, not that of a truncated prefix."""
+    tok = tokenizer_with(embedded_model, template)
+    p = readout.Prompter(tok, template)
+    orig = response_of(p)
+    plain = tok.decode(
+        prompts.render(tok, prompts.elicit_messages(PROBLEM, "science", "multiple_choice", orig))
+    )
+    assert REASONING not in plain
+    spliced = tok.decode(p.followup_prompt(PROBLEM, "science", "multiple_choice", orig))
+    assert REASONING in spliced
+    # the follow-up answer itself does not open a new reasoning block
+    assert spliced.rstrip().endswith("</think>")
+    # a stump (no close tag yet) keeps its reasoning and gets its block closed
+    stump = tok.decode(p.followup_prompt(PROBLEM, "science", "multiple_choice", REASONING[:30]))
+    assert f"{REASONING[:30]}\n</think>" in stump
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("template", REASONING_TEMPLATES)
+def test_forced_cue_closes_an_open_thinking_block(embedded_model: Path, template: str):
+    tok = tokenizer_with(embedded_model, template)
+    p = readout.Prompter(tok, template, readout.ReadoutSettings(elicitation="forced"))
+    gen = p.generation_prompt(PROBLEM, "science")
+    stump = readout.encode(tok, REASONING[:30])
+    ids = p.forced_prompt(gen, stump, "math")
+    assert ids[: len(gen) + len(stump)] == gen + stump
+    assert tok.decode(ids).endswith(f"{REASONING[:30]}\n</think>\n\nThe answer is $\\boxed{{")
+
+
+@pytest.mark.slow
+def test_followup_mode_is_the_research_prompt_byte_for_byte(embedded_tokenizer):
+    """Without a thinking format every prompt is the one prompts.render gives."""
+    p = readout.Prompter(embedded_tokenizer, "embedded")
+    assert p.thinking is None and not p.template_kwargs
+    msgs = prompts.cot_messages(PROBLEM, "science")
+    assert p.generation_prompt(PROBLEM, "science") == prompts.render(
+        embedded_tokenizer, msgs, prompts.PREFILL
+    )
+    elicit = prompts.elicit_messages(PROBLEM, "science", "multiple_choice", REASONING)
+    assert p.followup_prompt(PROBLEM, "science", "multiple_choice", REASONING) == (
+        prompts.render(embedded_tokenizer, elicit)
+    )
+    direct = prompts.direct_messages(PROBLEM, "science", "multiple_choice")
+    assert p.direct_prompt(PROBLEM, "science", "multiple_choice") == prompts.render(
+        embedded_tokenizer, direct
+    )
+
+
+@pytest.mark.slow
+def test_qwen3_reasoning_off_uses_its_switch(embedded_model: Path):
+    tok = tokenizer_with(embedded_model, "qwen3")
+    p = readout.Prompter(tok, "qwen3", readout.ReadoutSettings(reasoning="off"))
+    assert p.thinking is None and p.template_kwargs == {"enable_thinking": False}
+    assert tok.decode(p.generation_prompt(PROBLEM, "science")).endswith(
+        f"<think>\n\n</think>\n\n{prompts.PREFILL}"
+    )
+
+
+@pytest.mark.slow
+def test_bad_models_are_refused_naming_the_model_and_the_key(embedded_model: Path):
+    tok = tokenizer_with(embedded_model, "embedded")
+    with pytest.raises(ValueError, match="reasoning: auto or off"):
+        readout.Prompter(tok, "mymodel", readout.ReadoutSettings(reasoning="on"))
+    tok.chat_template = None
+    with pytest.raises(ValueError, match="'mymodel' has no chat template"):
+        readout.Prompter(tok, "mymodel")
+    tok = tokenizer_with(embedded_model, "embedded")
+    p = readout.Prompter(tok, "mymodel", readout.ReadoutSettings(answer_readout="logprobs"))
+    p.check(["multiple_choice", "math"], 5)
+    assert len(set(p.letter_ids(26))) == 26
+    p.tokenizer = _SplitLetters(tok)
+    with pytest.raises(ValueError, match="'A' is 2 tokens.*answer_readout: greedy"):
+        p.check(["multiple_choice"], 4)
+
+
+class _SplitLetters:
+    """A tokenizer that spells letters in two tokens."""
+
+    def __init__(self, tok):
+        self.tok = tok
+        self.decode = tok.decode
+
+    def __call__(self, text, add_special_tokens=False):
+        ids = self.tok(text, add_special_tokens=add_special_tokens)["input_ids"]
+        return {"input_ids": ids * 2 if len(text) == 1 else ids}
+
+
+def test_settings_refuse_unknown_values():
+    with pytest.raises(ValueError, match="elicitation: 'inline'"):
+        readout.ReadoutSettings(elicitation="inline")
+
+
+def test_letter_distribution_sums_to_one_over_valid_letters():
+    first = {10: math.log(0.5), 11: math.log(0.2), 12: -math.inf, 99: math.log(0.25)}
+    probs = readout.letter_distribution(first, [10, 11, 12])
+    assert probs == pytest.approx([0.5 / 0.7, 0.2 / 0.7, 0.0])
+    assert sum(probs) == pytest.approx(1.0)
+    assert readout.letter_distribution({99: 0.0}, [10, 11]) is None
+
+
+def test_readout_columns_from_a_completion():
+    c = Completion((10, 5), "B)", "stop", ({10: math.log(0.6), 11: math.log(0.3)}, {5: -0.5}))
+    cols = _readout_columns(c, Sampling(0.0, 1.0, 4, logprobs=0, logprob_token_ids=(11, 10)))
+    assert cols["answer_probs"] == pytest.approx([1 / 3, 2 / 3])
+    assert cols["answer_logprob"] == pytest.approx(math.log(0.6) - 0.5)
+    with pytest.raises(RuntimeError, match="no log-probabilities"):
+        _readout_columns(Completion((1,), "x", "stop"), Sampling(0.0))
+
+
+def test_synthetic_model_reads_its_posterior_at_the_cue():
+    """Both readouts on the synthetic model: the cued letter is its greedy answer, and the
+    letter distribution is its exact posterior given the prefix."""
+    m = synthetic.load("synthetic")
+    tok = m.tokenizer
+    problems = [f"Question {i}?\n(A) a\n(B) b\n(C) c\n(D) d" for i in range(6)]
+    for mode in readout.ELICITATIONS:
+        p = readout.Prompter(tok, "synthetic", readout.ReadoutSettings(mode, "logprobs"))
+        letters = tuple(p.letter_ids(4))
+        lp = Sampling(0.0, 1.0, 4, logprobs=0, logprob_token_ids=letters)
+        for problem in problems:
+            gen = p.generation_prompt(problem, "science")
+            (resp,) = m.generate([gen], [Sampling(0.6, 0.9, 200, 1, 3)])[0]
+            exact = m.exact_curve(problem, resp.token_ids)
+            for k in (0, len(resp.token_ids) // 2, len(resp.token_ids)):
+                if mode == "forced":
+                    ids = p.forced_prompt(gen, resp.token_ids[:k], "multiple_choice")
+                else:
+                    text = tok.decode(resp.token_ids[:k])
+                    ids = p.followup_prompt(problem, "science", "multiple_choice", text, cue=True)
+                (a,) = m.generate([ids], [lp])[0]
+                probs = readout.letter_distribution(a.logprobs[0], letters)
+                assert sum(probs) == pytest.approx(1.0)
+                orig = m.generate([p.forced_prompt(gen, resp.token_ids, "multiple_choice")], [lp])[
+                    0
+                ][0].text[0]
+                assert probs["ABCD".index(orig)] == pytest.approx(exact[k])
+                greedy = m.generate([ids], [Sampling(0.0, 1.0, 4)])[0][0]
+                assert greedy.text == a.text and greedy.logprobs is None
+
+
+def test_distributions():
+    p = distributions.from_counts(["A", "A", "B", None])
+    assert p == {"A": 2 / 3, "B": 1 / 3}
+    assert distributions.from_counts([None]) is None
+    q = distributions.from_logprobs({"A": math.log(0.2), "B": math.log(0.6), "C": None})
+    assert q == pytest.approx({"A": 0.25, "B": 0.75, "C": 0.0})
+    assert distributions.tv(p, q) == pytest.approx(0.5 * (abs(2 / 3 - 0.25) + abs(1 / 3 - 0.75)))
+    assert distributions.tv(p, p) == 0
+    assert distributions.entropy({"A": 0.5, "B": 0.5}) == pytest.approx(math.log(2))
+    assert distributions.kl(p, p) == pytest.approx(0.0)
+    # an answer one side never gives: finite thanks to the smoothing, and large
+    assert 3 < distributions.kl({"A": 1.0}, {"B": 1.0}) < 10
+    assert distributions.mode(q) == "B" and distributions.prob(q, "C") == 0.0
+
+
+def test_elicited_schema_has_the_readout_columns():
+    from critical_windows import tables
+
+    names = tables.ELICITED.names
+    assert "answer_probs" in names and "answer_logprob" in names
+    assert pl.from_arrow(tables.ELICITED.empty_table()).height == 0
