@@ -228,7 +228,13 @@ class TransformersBackend:
                 num_return_sequences=p.n,
                 eos_token_id=self._stop,
                 pad_token_id=self._stop[0],
+                output_logits=p.wants_logprobs,
+                return_dict_in_generate=True,
             )
+        steps = None
+        if p.wants_logprobs:  # raw logits of every step, as vLLM's raw_logprobs
+            steps = torch.stack(out.logits, dim=1).float().log_softmax(dim=-1)
+        wanted = list(p.logprob_token_ids or ())
         completions = []
         for r, row in enumerate(out.sequences[:, len(ids) :].tolist()):
             tokens: list[int] = []
@@ -238,13 +244,7 @@ class TransformersBackend:
                     finish = "stop"
                     break
                 tokens.append(t)
-                output_logits=p.wants_logprobs,
-                return_dict_in_generate=True,
             text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-        steps = None
-        if p.wants_logprobs:  # raw logits of every step, as vLLM's raw_logprobs
-            steps = torch.stack(out.logits, dim=1).float().log_softmax(dim=-1)
-        wanted = list(p.logprob_token_ids or ())
             logprobs = None
             if steps is not None:
                 logprobs = tuple(
