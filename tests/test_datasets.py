@@ -32,6 +32,7 @@ SPLIT_SIZES = {
     "arc_easy": 2376,
     "mmlu": 14042,
     "aqua_rat": 254,
+    "math500": 500,
 }
 
 
@@ -89,7 +90,7 @@ def test_full_split_matches_the_published_size_and_schema(
     assert set(questions["task"]) == {datasets.TASKS[dataset]}
 
 
-@pytest.mark.parametrize("dataset", [d for d in SPLIT_SIZES if d != "math"])
+@pytest.mark.parametrize("dataset", [d for d in SPLIT_SIZES if d not in ("math", "math500")])
 def test_multiple_choice_gold_is_one_of_the_row_s_letters(
     full: dict[str, pl.DataFrame], dataset: str
 ) -> None:
@@ -109,6 +110,7 @@ def test_task_words_follow_the_method() -> None:
         "arc_easy": "science",
         "mmlu": "multiple choice",
         "aqua_rat": "math",
+        "math500": "math",
     }
 
 
@@ -586,6 +588,7 @@ def _hf_layout() -> dict[str, dict[str, list[dict[str, Any]]]]:
         "arc_easy": {"ARC-Easy": arc("arc_easy/ARC-Easy-Test.jsonl")},
         "mmlu": {"all": mmlu},
         "aqua_rat": {"raw": json_lines("aqua_rat/test.json")},
+        "math500": {"default": json_lines("math/math500_test.jsonl")},
     }
 
 
@@ -663,6 +666,7 @@ def test_hub_specs_name_the_readme_datasets() -> None:
         "arc_easy": ("allenai/ai2_arc", ("ARC-Easy",), "test"),
         "mmlu": ("cais/mmlu", ("all",), "test"),
         "aqua_rat": ("deepmind/aqua_rat", ("raw",), "test"),
+        "math500": ("HuggingFaceH4/MATH-500", (None,), "test"),
     }
 
 

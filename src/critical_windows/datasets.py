@@ -854,9 +854,14 @@ def _custom_gold_index(spec: CustomSpec, record: Mapping[str, Any], choices: lis
 
 
 def _math_gold(text: str) -> str:
-    """The final answer of a math gold: the last `\\boxed{}` of a solution, or the text."""
-    boxed = last_boxed(text) if _BOX.search(text) else text
-    gold = (boxed or "").strip()
+    """The final answer of a math gold: the last `\\boxed{}` of a solution, the text after
+    the last "####" (GSM8K's solutions), or else the whole text."""
+    if _BOX.search(text):
+        gold = (last_boxed(text) or "").strip()
+    elif "####" in text:
+        gold = text.rsplit("####", 1)[1].strip().replace(",", "")
+    else:
+        gold = text.strip()
     if gold:
         from critical_windows.grading import parse_math  # math-verify: heavy, math only
 

@@ -170,9 +170,11 @@ class OpenAIBackend:
         }
         if p.seed is not None:
             options["seed"] = p.seed
-        logprobs = getattr(p, "logprobs", None)
-        if logprobs:
-            options["logprobs"] = logprobs
+        if p.wants_logprobs:  # ids, not token strings, as keys: "token_id:123"
+            options["logprobs"] = p.logprobs if p.logprobs is not None else 0
+            extra["return_tokens_as_token_ids"] = True
+            if p.logprob_token_ids is not None:
+                extra["logprob_token_ids"] = list(p.logprob_token_ids)
         for attempt in range(self.server.max_retries + 1):
             try:
                 response = self._client.completions.create(**options)
@@ -207,4 +209,25 @@ class OpenAIBackend:
         ids = tuple(ids)
         if reason == "stop" and ids and ids[-1] in self._stop:
             ids = ids[:-1]
-        return Completion(ids, text, reason)
+        return Completion(ids, text, reason, _logprobs(choice.get("logprobs"), len(ids)))
+
+
+def _logprobs(
+    block: Mapping[str, Any] | None, n_tokens: int
+) -> tuple[dict[int, float], ...] | None:
+    """Per generated position, token id -> log-probability, from a completions `logprobs`
+    block whose keys are "token_id:<id>" (vLLM's return_tokens_as_token_ids)."""
+    if not block or block.get("top_logprobs") is None:
+        return None
+    steps = []
+    for step in list(block["top_logprobs"])[:n_tokens]:
+        row = {}
+        for token, logprob in (step or {}).items():
+            if not token.startswith("token_id:"):
+                raise ServerError(
+                    f"the server names log-probability tokens as text ({token!r}), not "
+                    "as token ids; it does not support return_tokens_as_token_ids"
+                )
+            row[int(token.removeprefix("token_id:"))] = float(logprob)
+        steps.append(row)
+    return tuple(steps)
