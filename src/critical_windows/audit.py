@@ -24,6 +24,8 @@ from pathlib import Path
 
 import polars as pl
 
+from critical_windows import tables
+
 AUDIT_COLUMNS = {
     "dataset": pl.String,
     "reference": pl.String,  # the gold, or the original / stump answer compared against
@@ -209,3 +211,52 @@ def pooled_rate(counts: Iterable[dict[str, int]]) -> dict[str, int | float | Non
     n = sum(r["n_pairs"] for r in rows)
     k = sum(r["n_disagree"] for r in rows)
     return {"n_pairs": n, "n_disagree": k, "disagreement_rate": k / n if n else None}
+
+
+# --------------------------------------------------------------------------- the run's summary
+
+
+def rates_of_graded(paths: Iterable[str | os.PathLike[str]]) -> pl.DataFrame:
+    """The audit counts (`RATE_COLUMNS`) that grading stored with each graded table."""
+    rows = [row for p in paths for row in tables.read_metadata(p).get("audit", [])]
+    return pl.DataFrame(rows, schema=RATE_COLUMNS) if rows else pl.DataFrame(schema=RATE_COLUMNS)
+
+
+def with_rates(numbers: pl.DataFrame, rates: pl.DataFrame, pooled: str = "all") -> pl.DataFrame:
+    """The run's headline numbers with the audit's pairs, disagreements and rate per
+    dataset (null where no MATH pair was compared) and pooled over datasets."""
+    total = pooled_rate(rates.to_dicts())
+    both = pl.concat(
+        [rates, pl.DataFrame([{"dataset": pooled, **total}], schema=RATE_COLUMNS)]
+        if total["n_pairs"]
+        else [rates]
+    ).rename(
+        {
+            "n_pairs": "grading_audit_pairs",
+            "n_disagree": "grading_audit_disagree",
+            "disagreement_rate": "grading_disagreement_rate",
+        }
+    )
+    return numbers.join(both, on="dataset", how="left")
+
+
+def markdown(rates: pl.DataFrame) -> str:
+    """A section for summary.md: how often the two MATH judges disagree."""
+    lines = [
+        "",
+        "## Grading audit",
+        "",
+        "A second MATH judge, the MATH benchmark's normalised string comparison (as in "
+        "prm800k), beside math-verify; the pairs they disagree on are in "
+        "`{dataset}/grading_audit.csv`.",
+        "",
+    ]
+    if rates.is_empty():
+        return "\n".join([*lines, "No MATH answers were compared.", ""])
+    lines += ["| dataset | pairs compared | disagree | disagreement rate |", "|---|---:|---:|---:|"]
+    total = pooled_rate(rates.to_dicts())
+    for r in [*rates.to_dicts(), {"dataset": "all", **total}]:
+        rate = r["disagreement_rate"]
+        shown = "–" if rate is None else f"{rate:.3f}"
+        lines.append(f"| {r['dataset']} | {r['n_pairs']} | {r['n_disagree']} | {shown} |")
+    return "\n".join(lines) + "\n"

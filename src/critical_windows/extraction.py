@@ -76,8 +76,12 @@ def missing_after_finish(reason: str | None, finish_reason: str | None) -> str |
 # --------------------------------------------------------------------------- shared
 
 _TEXT_COMMAND = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
-# "answer", but not the prompt's placeholder ANSWER, which models often echo.
-_ANSWER_WORD = r"\b(?-i:(?!ANSWER\b))answer\b(?:\s+to\s+(?:this|the)\s+(?:question|problem))?"
+# "answer", but not the prompt's placeholder ANSWER, which models often echo; an
+# upper-case label ("FINAL ANSWER - b", "ANSWER: C") is an answer word.
+_ANSWER_WORD = (
+    r"\b(?:(?-i:(?<=FINAL\s)ANSWER|ANSWER(?=\s*[:\-\u2013]))|(?-i:(?!ANSWER\b))answer)\b"
+    r"(?:\s+to\s+(?:this|the)\s+(?:question|problem))?"
+)
 _VERB = r"(?:is|are|would\s+be|should\s+be|will\s+be|must\s+be|has\s+to\s+be|=)"
 _LOOSE_ANSWER = re.compile(_ANSWER_WORD, re.IGNORECASE)
 _LOOSE_VERB = re.compile(r"\s(?:is|was|would\s+be|=)\s*:?\s*", re.IGNORECASE)
@@ -151,13 +155,56 @@ _LETTER = re.compile(
 )
 _MC_ANCHORS = re.compile(
     rf"""
-    (?:{_ANSWER_WORD}(?:\s+{_VERB})?(?:\s+therefore)?
-      | \b(?:correct|right|best)\s+(?:option|choice|letter)\s+{_VERB}
-      | \bI\s+(?:would\s+|will\s+)?(?:choose|select|pick|go\s+with)
+    (?:{_ANSWER_WORD}(?:\s+{_VERB})?(?:\s+(?:therefore|actually|then))?
+      | \b(?:correct|right|best|most\s+(?:likely|reasonable|plausible|appropriate))
+        \s+(?:option|choice|letter|answer)\s+{_VERB}(?:\s+actually)?
+      | \b(?:my|our)\s+(?:final\s+)?(?:pick|choice|selection|guess|bet|vote)
+        (?:\s+{_VERB})?
+      | \bI(?:\s+would|\s+will|'d|'ll|\s+am\s+going\s+to|'m\s+going\s+to)?
+        \s+(?:choose|select|pick|go\s+(?:with|for)|opt\s+for|say)
+      | \bI(?:'m|\s+am)\s+(?:going|sticking)\s+with
+      | \bit(?:'s|\s+is|\s+(?:must|should|would|has\s+to)\s+be)(?:\s+actually)?
+        (?=\s+(?:option\s+|choice\s+)?[(\[]?[A-Z]\b)
     )\s*[:=\-\u2013]?\s*
     """,
     re.VERBOSE | re.IGNORECASE,
 )
+# A letter named before what commits to it: "E is the best fit here", "only A is left",
+# "which leaves option C as the correct one".
+_LETTER_FIRST = re.compile(
+    r"""
+    (?:\b(?i:only|leaves|leaving)\s+(?i:option\s+|choice\s+)?)?
+    (?:[(\[](?P<paren>[A-Za-z])[)\]]|\b(?P<bare>[A-Z])\b(?![.'\u2019][A-Za-z]))
+    \s+(?i:
+        (?:is|seems|appears\s+to\s+be|looks\s+like)\s+(?:the\s+|our\s+)?
+          (?:best|correct|right|most\s+\w+|only\s+\w+)\s+(?:fit|answer|choice|option|match|one)
+      | (?:is|seems|appears)\s+(?:to\s+be\s+)?(?:left|correct|right)
+      | remains | fits\s+best | it\s+is
+      | as\s+the\s+(?:correct|right|best|only)\s+(?:one|answer|choice|option)
+    )
+    # a commitment, not a condition ("A is correct only if ...")
+    (?=\s*(?:[.!,;:)]|$|\n|\s(?i:here|because|since|as|given|among|of\s+all|overall)\b))
+    """,
+    re.VERBOSE,
+)
+# A bare closing "Thus B." or "So, (C)" that ends the text.
+_CLOSING = re.compile(
+    r"""(?:^|[.!?:\n])\s*(?i:thus|so|therefore|hence|consequently)\s*,?\s*
+    (?:[(\[](?P<paren>[A-Za-z])[)\]]|(?P<bare>[A-Z]))\s*[.!]?\s*$""",
+    re.VERBOSE,
+)
+# Where a text takes back what it committed to.
+_RETRACTION = re.compile(
+    r"""\b(?:wait|actually|on\s+second\s+thought|hold\s+on|correction|scratch\s+that
+      | i\s+(?:made\s+a\s+mistake|was\s+wrong|misread|take\s+(?:that|it)\s+back)
+      | that(?:'s|\s+is|\s+was)\s+(?:wrong|incorrect|not\s+right)
+      | let\s+me\s+(?:re-?consider|re-?check|double[-\s]check|re-?think|re-?evaluate|correct)
+      | (?:up)?on\s+(?:closer|further)\s+(?:inspection|reflection|thought|review)
+      | no,?\s+wait)\b""",
+    re.VERBOSE | re.IGNORECASE,
+)
+# A question the model makes up after answering: nothing after it is about this question.
+_NEW_QUESTION = re.compile(r"\n\s*(?:#+\s*)?(?:Question|Q)\s*\d*\s*[:.]", re.IGNORECASE)
 # A second choice named right after the first: "(B) or (C)", "A and B", "B/C".
 _ALSO = re.compile(
     r"""\s*(?:,|/|&|\bor\b|\band\b)\s*(?:(?:option|choice)\s+)?
@@ -171,10 +218,20 @@ _PARENS = re.compile(r"[(\[]([A-Z])[)\]]")
 _LINE_START = re.compile(r"^[ \t]*([A-Z])[).:](?=\s)", re.MULTILINE)
 
 
+_ANSWER_TAG = re.compile(r"<\s*(?:final[_ ]?)?answer\s*>", re.IGNORECASE)
+_CLOSING_TAG = re.compile(r"<\s*/\s*(?:final[_ ]?)?answer\s*>", re.IGNORECASE)
+_PROMPT_ECHO = re.compile(r"[^.\n]*(?<!FINAL\s)\bANSWER\b(?!\s*[:\-\u2013])[^.\n]*")
+
+
 def _clean_choice_text(text: str) -> str:
+    """Markup off: `\\text{}`, bold, math delimiters, headings; answer tags become labels;
+    sentences that echo the prompt's placeholder ANSWER go."""
     text = _strip_text_commands(text)
+    text = _ANSWER_TAG.sub("\nAnswer: ", text)
+    text = _CLOSING_TAG.sub("\n", text)
     text = re.sub(r"\*+|__|\$|\\[()\[\]]", "", text)
-    return text
+    text = re.sub(r"^[ \t]*#{1,6}[ \t]*", "", text, flags=re.MULTILINE)
+    return _PROMPT_ECHO.sub(" ", text)
 
 
 def _letter_of(match: re.Match[str]) -> str:
@@ -233,16 +290,30 @@ def _listed_letters(clean: str, valid: str) -> set[str]:
     return {letter for letter in named if letter in valid}
 
 
+def _named_letter_counts(clean: str, stripped_end: bool) -> bool:
+    """Whether one choice named somewhere ("option B", "(B)") may stand as the answer.
+
+    Only in a short answer, or when the text ends its last sentence: a walk through the
+    options that is cut off mid-way ("Option A says that ..., which is") commits to none.
+    """
+    return len(clean.split()) <= 8 or stripped_end
+
+
 def extract_letter(text: str | None, n_choices: int) -> Extraction:
     """The letter a multiple-choice answer commits to, among the first `n_choices` letters.
 
-    In order of confidence: a letter right after "answer is"/"answer:"/"the correct option
-    is"/"I choose"; a `\\boxed{}` letter; a letter after "answer ... is" in one sentence
-    ("the answer to the question of which gas ... is (B)"); a letter opening the response
-    ("B) Paris") unless the response lists several options; "option B", "choice (B)" or
-    "(B)" anywhere, when they name one choice only. Missing reasons: empty_response,
-    ambiguous (several choices at once), letter_out_of_range (only letters the question
-    lacks), no_answer.
+    In order of confidence: a letter right after "answer is"/"answer:"/"FINAL ANSWER -"/
+    "the correct option is"/"my pick would be"/"I'd go with" (answer tags and markdown
+    headings count as "Answer:"); the first such commitment counts, unless the text then
+    takes it back ("Wait, ...", "Actually, ...", "On second thought") and commits again,
+    when the last commitment after the take-back does. Then: a `\\boxed{}` letter; a
+    letter named before its commitment ("E is the best fit", "only A is left") or in a
+    closing "Thus B."; a letter after "answer ... is" in one sentence; a letter opening
+    the response ("B) Paris") unless the response lists several options; "option B",
+    "choice (B)" or "(B)" anywhere, when they name one choice only and the text is short
+    or ends its sentence. A lone article "A" or pronoun "I" is no letter. Missing reasons:
+    empty_response, ambiguous (several choices at once), letter_out_of_range (only
+    letters the question lacks), no_answer.
     """
     if text is None or not text.strip():
         return Extraction(None, EMPTY)
@@ -263,16 +334,25 @@ def extract_letter(text: str | None, n_choices: int) -> Extraction:
                     return Extraction(None, AMBIGUOUS)
         return Extraction(letter)
 
+    commitments: list[tuple[int, Extraction]] = []
     for anchor in _MC_ANCHORS.finditer(clean):
         match = _LETTER.match(clean, anchor.end())
         if match and (found := verdict(_letter_of(match), match.end())):
-            return found
+            commitments.append((anchor.start(), found))
+    if commitments:
+        return _after_take_backs(clean, commitments)
 
     boxed = _first_boxed(clean)
     if boxed is not None:
         inner = boxed[0].strip().strip("()[] ")
         if len(inner) == 1 and inner.isalpha() and (found := verdict(inner.upper(), None)):
             return found
+
+    for pattern in (_LETTER_FIRST, _CLOSING):
+        for match in pattern.finditer(clean):
+            letter = (match["paren"] or match["bare"]).upper()
+            if (found := verdict(letter, None)) is not None:
+                return found
 
     for end in _loose_anchor_ends(clean):
         match = _LETTER.match(clean, end)
@@ -283,18 +363,44 @@ def extract_letter(text: str | None, n_choices: int) -> Extraction:
     match = _LETTER.match(clean, len(clean) - len(clean.lstrip()))
     if (
         match
+        and not _article_or_pronoun(clean, match)
         and listed <= {_letter_of(match)}
         and (found := verdict(_letter_of(match), match.end()))
     ):
         return found
 
-    if len(listed) == 1:
+    ends_sentence = bool(re.search(r"[.!?)\]]\s*$", clean))
+    if len(listed) == 1 and _named_letter_counts(clean, ends_sentence):
         return Extraction(listed.pop())
     if len(listed) > 1:
         return Extraction(None, AMBIGUOUS)
     if _PARENS.search(clean) or _NAMED.search(clean):
         out_of_range = True
     return Extraction(None, OUT_OF_RANGE if out_of_range else NO_ANSWER)
+
+
+def _article_or_pronoun(clean: str, match: re.Match[str]) -> bool:
+    """Whether an "A" or "I" opening the response is the article or the pronoun: it is a
+    choice only as "(A)", "A)", "A." and the like, or alone on its line."""
+    if _letter_of(match) not in "AI" or match.lastgroup in ("boxed", "paren", "punct"):
+        return False
+    return not re.match(r"[\"'\u201d\u2019]?[ \t]*(?:$|\n)", clean[match.end() :])
+
+
+def _after_take_backs(clean: str, commitments: list[tuple[int, Extraction]]) -> Extraction:
+    """The first commitment, or the last one after the text takes the first back.
+
+    A made-up next question ends what belongs to this answer.
+    """
+    first_at, first = commitments[0]
+    question = _NEW_QUESTION.search(clean, first_at)
+    limit = question.start() if question else len(clean)
+    later = [(at, found) for at, found in commitments[1:] if at < limit]
+    take_back = _RETRACTION.search(clean, first_at + 1, limit)
+    if take_back is None:
+        return first
+    after = [found for at, found in later if at > take_back.start()]
+    return after[-1] if after else first
 
 
 def extract_choice(text: str | None, n_choices: int, choices: Sequence[str] = ()) -> Extraction:

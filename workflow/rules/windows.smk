@@ -26,6 +26,7 @@ rule summarize_run:
     input:
         curves=model_tables("curves"),
         windows=model_tables("windows"),
+        graded=model_tables("graded"),  # its metadata holds the grading audit's counts
     output:
         csv=report(
             "results/{model}/summary.csv",
@@ -43,6 +44,6 @@ rule summarize_run:
     params:
         datasets=DATASETS,
         thresholds=config["windows"],
-        code=code_version("summary"),
+        code=code_version("summary", "audit"),
     script:
         "../scripts/summarize_run.py"

@@ -6,13 +6,18 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
 import polars as pl
 
-from critical_windows import summary, tables
+from critical_windows import audit, summary, tables
 
 curves = pl.concat([tables.read_table(p, tables.CURVES) for p in snakemake.input.curves])
 found = pl.concat([tables.read_table(p, tables.WINDOWS) for p in snakemake.input.windows])
 numbers = summary.summarize(
     curves, found, snakemake.wildcards.model, datasets=snakemake.params.datasets
 )
+rates = audit.rates_of_graded(snakemake.input.graded)  # the grading audit (issue #16)
+numbers = audit.with_rates(numbers, rates, pooled=summary.POOLED)
 summary.write_atomic(snakemake.output.csv, numbers.write_csv())
-summary.write_atomic(snakemake.output.md, summary.to_markdown(numbers, snakemake.params.thresholds))
+summary.write_atomic(
+    snakemake.output.md,
+    summary.to_markdown(numbers, snakemake.params.thresholds) + audit.markdown(rates),
+)
 print(numbers)
