@@ -370,3 +370,20 @@ def test_preflight_server_that_does_not_answer(tmp_path: Path) -> None:
         preflight.check_config(config, tmp_path)
     config["server"]["check"] = False
     preflight.check_config(config, tmp_path)
+
+
+@pytest.mark.slow
+def test_own_dataset_in_the_workflow_and_null_from_the_command_line(tmp_path: Path) -> None:
+    """`--config questions_per_dataset=null` takes the whole split (not the string "null")."""
+    from conftest import TINY_CONFIG, make_workdir, snakemake
+
+    config = {**TINY_CONFIG, "datasets": ["math500", entry(README_JSONL)]}
+    workdir = make_workdir(tmp_path / "run", config)
+    write_jsonl(workdir / "data/mmlu_pro_sample.jsonl", mmlu_pro_rows())
+    target = "results/datasets/mmlu_pro_sample.parquet"
+    snakemake(workdir, target, "results/datasets/math500.parquet")
+    assert pl.read_parquet(workdir / target).height == TINY_CONFIG["questions_per_dataset"]
+    assert pl.read_parquet(workdir / "results/datasets/math500.parquet").height == 2
+    snakemake(workdir, target, "--forcerun", "prepare_dataset", "--config",
+              "questions_per_dataset=null")  # fmt: skip
+    assert pl.read_parquet(workdir / target).height == len(mmlu_pro_rows())

@@ -27,6 +27,7 @@ from typing import Any
 from critical_windows.backends import Completion, EngineSettings, Sampling, stop_token_ids
 
 log = logging.getLogger(__name__)
+logging.getLogger("httpx").setLevel(logging.WARNING)  # not a log line per request
 
 
 @dataclass(frozen=True)
