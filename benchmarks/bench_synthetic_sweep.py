@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from argparse import Namespace
 from pathlib import Path
 
 import polars as pl
@@ -33,6 +34,8 @@ GRIDS = {
     "twentieths": [round(0.05 * i, 2) for i in range(1, 20)],
 }
 SAMPLES = [5, 10, 25, 50, 100]
+# continuations per question at which the window rules are compared on both grids
+RULE_BUDGETS = [150, 300, 600]
 DATASETS = ["arc_easy", "mmlu"]
 
 
@@ -44,6 +47,7 @@ def main() -> None:
     parser.add_argument("--jump", type=float, default=0.5)
     parser.add_argument("--drop", type=float, default=0.3)
     parser.add_argument("--fdr", type=float, default=0.05)
+    parser.add_argument("--max-span", type=float, default=0.2, help="of the span rule")
     parser.add_argument("--out", type=Path, default=ROOT / "results/benchmarks/synthetic_sweep.csv")
     args = parser.parse_args()
 
@@ -108,6 +112,63 @@ def main() -> None:
     with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=160, tbl_hide_dataframe_shape=True):
         print(shown)
     print(f"wrote {args.out} in {time.monotonic() - start:.1f} s")
+    compare_rules(model, sim, args)
+
+
+def compare_rules(
+    model: synthetic.SyntheticModel, sim: synthetic.Simulation, args: Namespace
+) -> None:
+    """The window rules (research `steps`, grid-free `span`) on the paper's grid and on the
+    dense one at the same number of continuations per question (issue #17)."""
+    rows = []
+    for total in RULE_BUDGETS:
+        for grid in ("paper", "twentieths"):
+            levels = GRIDS[grid]
+            m = round(total / len(levels))
+            for rule in ("steps", "span"):
+                card, cost = synthetic.evaluate(
+                    model,
+                    sim,
+                    levels,
+                    m,
+                    jump=args.jump,
+                    drop=args.drop,
+                    fdr=args.fdr,
+                    rule=rule,
+                    max_span=args.max_span,
+                )
+                rows.append(
+                    card.filter(pl.col("population") == "all").with_columns(
+                        budget=pl.lit(total),
+                        grid=pl.lit(grid),
+                        n_levels=pl.lit(len(levels)),
+                        samples_per_level=pl.lit(m),
+                        rule=pl.lit(rule),
+                        tokens_per_question=pl.lit(cost["tokens_per_question"]),
+                    )
+                )
+    out = pl.concat(rows).filter(
+        pl.col("truth").is_in(["planted", "span"]) & (pl.col("method") == "rule")
+    )
+    path = args.out.with_name("synthetic_rules.csv")
+    out.write_csv(path)
+    shown = out.select(
+        "budget",
+        "grid",
+        "samples_per_level",
+        "rule",
+        "truth",
+        "true_windows",
+        "detected",
+        pl.col("precision").round(3),
+        pl.col("recall").round(3),
+        pl.col("start_error_frac").round(3).alias("start_err"),
+        pl.col("width_tokens").round(1).alias("width"),
+    )
+    print("\nWindow rules at the same continuations per question (truths: planted token, span)")
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=160, tbl_hide_dataframe_shape=True):
+        print(shown)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ The model path is ``synthetic`` or ``synthetic:<preset>`` with a preset of `PRES
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -572,6 +573,12 @@ TRUTH = pa.schema(
         ("grid_token_start", pa.int32()),
         ("grid_token_end", pa.int32()),
         ("grid_token", pa.int32()),  # the token of the largest rise inside that step
+        # span: the span rule (windows.find_windows_span) on the exact P at every token: the
+        # shortest span of at most `max_span` of the tokens rising by more than `jump`, on a
+        # curve with no such span falling by more than `drop`
+        ("span_token_start", pa.int32()),
+        ("span_token_end", pa.int32()),
+        ("span_token", pa.int32()),  # the token of the largest rise inside that span
     ]
 )
 
@@ -584,6 +591,7 @@ def truth(
     *,
     jump: float,
     drop: float,
+    max_span: float = 0.2,
 ) -> pl.DataFrame:
     """The exact curve and true windows of every base response (a TRUTH frame)."""
     problem_of = dict(zip(questions["question_id"], questions["problem"], strict=True))
@@ -617,6 +625,7 @@ def truth(
             "grid_token_start": None,
             "grid_token_end": None,
             "grid_token": None,
+            **_span_truth(exact, rises, jump, drop, max_span),
         }
         steps = np.round(np.diff(p), _DECIMALS)
         if steps.size:
@@ -637,8 +646,34 @@ def truth(
     return pl.from_arrow(pa.Table.from_pylist(rows, schema=TRUTH))  # type: ignore[return-value]
 
 
+def _span_truth(
+    exact: np.ndarray, rises: np.ndarray, jump: float, drop: float, max_span: float
+) -> dict[str, int | None]:
+    """The span truth of one response from its exact P at every token count."""
+    none: dict[str, int | None] = {"span_token_start": None, "span_token_end": None}
+    none["span_token"] = None
+    length = len(exact) - 1
+    widest = max(1, math.floor(max_span * length + 1e-9))
+    best: tuple[int, int] | None = None
+    worst_fall = 0.0
+    for width in range(1, min(widest, length) + 1):
+        diff = np.round(exact[width:] - exact[:-width], _DECIMALS)
+        worst_fall = max(worst_fall, float(-diff.min()))
+        if best is None and (diff > jump).any():
+            start = int(np.argmax(diff))
+            best = (start, start + width)
+    if best is None or worst_fall > drop:
+        return none
+    a, b = best
+    return {
+        "span_token_start": a,
+        "span_token_end": b,
+        "span_token": a + int(np.argmax(rises[a:b])),
+    }
+
+
 METHODS = ("rule", "rule_significant", "significant")
-TRUTHS = ("planted", "grid")
+TRUTHS = ("planted", "grid", "span")
 SCORECARD_COLUMNS = [
     "population",
     "truth",
@@ -721,6 +756,9 @@ def score(windows: pl.DataFrame, truncated: pl.DataFrame, truth_: pl.DataFrame) 
             "grid_token_start",
             "grid_token_end",
             "grid_token",
+            "span_token_start",
+            "span_token_end",
+            "span_token",
         ),
         on="question_id",
         how="inner",
@@ -737,6 +775,12 @@ def score(windows: pl.DataFrame, truncated: pl.DataFrame, truth_: pl.DataFrame) 
             token=pl.col("grid_token"),
             true_start=pl.col("grid_token_start"),
             true_end=pl.col("grid_token_end"),
+        ),
+        "span": found.with_columns(
+            is_true=pl.col("span_token").is_not_null(),
+            token=pl.col("span_token"),
+            true_start=pl.col("span_token_start"),
+            true_end=pl.col("span_token_end"),
         ),
     }
     L = pl.col("n_response_tokens")
@@ -947,13 +991,18 @@ def evaluate(
     jump: float,
     drop: float,
     fdr: float,
+    rule: str = "steps",
+    max_span: float | None = None,
+    drop_alpha: float | None = None,
 ) -> tuple[pl.DataFrame, dict[str, float]]:
-    """Detect windows on a sub-grid and sub-sample of a simulation and score them.
+    """Detect windows on a sub-grid and sub-sample of a simulation with the window `rule`
+    (windows.call_windows) and score them.
 
     Returns the scorecard and the cost per question: generated tokens (the base response
     and the continuations) and elicitations (original, stumps and continuations)."""
     from critical_windows import windows
 
+    span = windows.MAX_SPAN if max_span is None else max_span
     truncated = sim.truncated.filter(pl.col("level").is_in(list(levels)))
     _, found = windows.detect(
         graded_frame(sim, levels, samples_per_level),
@@ -962,8 +1011,11 @@ def evaluate(
         jump=jump,
         drop=drop,
         fdr=fdr,
+        rule=rule,
+        max_span=span,
+        drop_alpha=windows.DROP_ALPHA if drop_alpha is None else drop_alpha,
     )
-    truth_ = truth(model, sim.questions, sim.base, truncated, jump=jump, drop=drop)
+    truth_ = truth(model, sim.questions, sim.base, truncated, jump=jump, drop=drop, max_span=span)
     n = sim.base.height
     used = sim.answers.filter(
         pl.col("level").is_in(list(levels)) & (pl.col("sample") < samples_per_level)

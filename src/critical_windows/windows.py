@@ -355,7 +355,12 @@ def find_windows_span(
         .first()
         .select(*unit, "level_lo", "level_hi", "p_value", "q_value", jump=pl.col("rise"))
     )
-    real = (-pl.col("rise") > drop) & (pl.col("fall_p_value") <= drop_alpha)
+    span = span.with_columns(
+        fall_q_value=pl.Series(
+            bh_adjust(span["fall_p_value"].to_numpy()), dtype=pl.Float64
+        ).fill_nan(None)
+    )
+    real = (-pl.col("rise") > drop) & (pl.col("fall_q_value") <= drop_alpha)
     falls = span.group_by(unit).agg(
         max_drop=pl.when(real).then(-pl.col("rise")).otherwise(0.0).max()
     )
