@@ -154,6 +154,9 @@ def _scoring_case() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
             "grid_token_start": [30, 70, None],
             "grid_token_end": [50, 90, None],
             "grid_token": [42, 80, None],
+            "span_token_start": [40, 79, None],
+            "span_token_end": [44, 82, None],
+            "span_token": [42, 80, None],
         }
     )
     windows = pl.DataFrame(
@@ -170,6 +173,11 @@ def _scoring_case() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
 
 def test_score_counts_hits_misses_and_location_errors() -> None:
     card = synthetic.score(*_scoring_case())
+    span = card.filter(
+        (pl.col("population") == "all") & (pl.col("truth") == "span") & (pl.col("method") == "rule")
+    ).row(0, named=True)
+    assert (span["true_windows"], span["detected"], span["true_positives"]) == (2, 3, 1)
+    assert span["start_error_tokens"] == pytest.approx((10 + 29) / 2)
     row = card.filter(
         (pl.col("population") == "all")
         & (pl.col("truth") == "planted")
