@@ -9,7 +9,8 @@ texts, some answers with nothing to extract and some cut by max_tokens.
     python benchmarks/bench_grading.py [--rows 1000000] [--processes N]
 
 Prints figures and appends them to results/benchmarks/grading.csv. The first run grades
-with an empty equivalence cache, the second reuses it.
+with an empty equivalence cache, the second reuses it. Each run is what the grading rule
+does: `grading.grade_and_audit`, the grading and its audit by the MATH string judge.
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ MC_TEMPLATES = [
     "**{L}**",
     "The correct answer is option {L}. {T} is the best choice because it fits the question.",
     "The answer is $\\boxed{{{L}}}$",
+    "## Final Answer\n\n**{L}**",
+    "<answer>{L}</answer>",
+    "After ruling out the others, my pick would be {L}.",
+    "Answer: {L}\n\nWait, let me double-check the units. Yes, the answer is ({L}).",
 ]
 MATH_TEMPLATES = [
     "The answer is ${X}$.",
@@ -158,6 +163,9 @@ def build(n_rows: int, seed: int = 0) -> tuple[pl.DataFrame, pl.DataFrame]:
         },
         schema_overrides={"level": pl.Float64, "sample": pl.Int32, "n_answer_tokens": pl.Int32},
     )
+    elicited = elicited.with_columns(  # columns grading does not read stay null
+        pl.lit(None).alias(c) for c in tables.ELICITED.names if c not in elicited.columns
+    )
     return (
         pl.from_arrow(tables.conform(questions, tables.QUESTIONS, "questions")),
         pl.from_arrow(tables.conform(elicited, tables.ELICITED, "elicited")),
@@ -209,7 +217,8 @@ def run(questions: pl.DataFrame, elicited: pl.DataFrame, cache: Path, processes:
     logging.getLogger("critical_windows.grading").addHandler(stats)
     cpu_before = _cpu_seconds()
     start = time.perf_counter()
-    graded, summary = grading.grade(questions, elicited, cache=cache, processes=processes)
+    result = grading.grade_and_audit(questions, elicited, cache=cache, processes=processes)
+    graded, summary = result.graded, result.missing
     wall = time.perf_counter() - start
     cpu = _cpu_seconds() - cpu_before
     logging.getLogger("critical_windows.grading").removeHandler(stats)
@@ -226,6 +235,8 @@ def run(questions: pl.DataFrame, elicited: pl.DataFrame, cache: Path, processes:
         "parsed": stats.counts.get("parsed", 0),
         "numerically_apart": stats.counts.get("numerically_apart", 0),
         "verified": stats.counts.get("verified", 0),
+        "audit_disagree": int(result.audit_rates["n_disagree"].sum()),
+        "audit_pairs": int(result.audit_rates["n_pairs"].sum()),
         "math_answers": graded.filter(pl.col("answer_type") == "math")
         .select(pl.concat_list(f"{k}_answer" for k in grading.KINDS).explode().drop_nulls())
         .n_unique(),
@@ -266,6 +277,9 @@ def main() -> None:
         "math_strings_parsed": cold["parsed"],
         "settled_numerically": cold["numerically_apart"],
         "math_verify_calls": cold["verified"],
+        "audit_pairs": cold["audit_pairs"],
+        "audit_disagree": cold["audit_disagree"],
+        "audit_disagreement_rate": round(cold["audit_disagree"] / max(1, cold["audit_pairs"]), 4),
         "cold_wall_s": round(cold["wall_s"], 2),
         "cold_rows_per_s": round(len(elicited) / cold["wall_s"]),
         "cold_cpu_s": round(cold["cpu_s"], 2),

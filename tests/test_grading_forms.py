@@ -106,6 +106,15 @@ CHOICES = ["Paris", "London", "Rome", "Berlin"]
         ("C seems the best fit, because it names both causes.", 4, "C"),
         ("I'm going with B.", 4, "B"),
         ("Therefore, B is correct.", 4, "B"),
+        ("Option C, Rome.", 4, "C"),
+        ("Of these, I think option B fits the description.", 4, "B"),
+        (
+            "The answer is (C).\n\nRe-reading the question, it asks which statement is NOT "
+            "true, so the answer is (A).",
+            4,
+            "A",
+        ),
+        ("Answer: A\nActually no, it's B.", 4, "B"),
         # Up to ten options.
         ("The answer is (I).", 10, "I"),
         ("The answer is I think (F).", 10, "F"),
@@ -131,6 +140,8 @@ def test_choice_commitments(text: str, n: int, letter: str) -> None:
             4,
         ),
         ("To decide, compare option B with the definition of a", 4),
+        ("Looking at option C: the mitochondria", 4),
+        ("Let's go through the options. Option A says plants absorb oxygen at night.", 4),
         # The article "A" and the pronoun "I".
         ("A good way to think about this is to compare the boiling points first.", 4),
         ("A 2019 survey of river deltas found that most of the sediment is", 4),
@@ -183,11 +194,16 @@ EQUIVALENT = [
     ("\\frac{7}{5} + \\frac{1}{5} i.", "\\frac75+\\frac15i"),
     ("19.", "19"),
     ("\\frac{5}{8}.", "0.625"),
+    ("1{,}250", "1250"),
+    ("2\\,500", "2500"),
+    ("12 cm^2", "12"),
     # Repeating decimals.
     ("0.\\overline{3}", "\\frac{1}{3}"),
     ("\\frac{7}{11}", "0.\\overline{63}"),
     ("0.1\\overline{6}", "\\frac{1}{6}"),
     ("2.\\overline{5}", "\\frac{23}{9}"),
+    ("\\frac{1}{6}", "0.1666\\ldots"),
+    ("\\frac{1}{7}", "0.142857142857..."),
     # Complex numbers: decimals against fractions, factor order.
     ("\\frac12 - \\frac32 i", "0.5 - 1.5i"),
     ("-0.25+0.75i", "-\\frac{1}{4} + \\frac{3}{4}i"),
@@ -209,6 +225,7 @@ NOT_EQUIVALENT = [
     # Known false positives of math-verify.
     ("\\frac{1}{2004!}", "\\frac{1}{2006!}"),
     ("\\frac{1}{3^{100}}", "\\frac{1}{3^{101}}"),
+    ("\\frac{x}{2004!}", "\\frac{x}{2006!}"),
     ("\\pm 2021", "2021"),
     ("2021", "\\pm 2021"),
     ("1 + 1 = 2", "3 - 1 = 2 \\cdot 1"),

@@ -78,6 +78,33 @@ _MEMBERSHIP = re.compile(r"^\s*[A-Za-z]\s*\\in\s*(?=[(\[]|\\left|\\\{|\\mathbb|\
 _ANGLE = re.compile(r"\\langle\s*(.*?)\s*\\rangle", re.DOTALL)
 
 
+# "0.333...", "0.1666\ldots": the cycle that repeats at the end of the digits goes on.
+_ELLIPSIS_DECIMAL = re.compile(r"(?<![\d.])(\d*)\.(\d{2,})\s*(?:\\ldots|\\dots|\\cdots|\.\.\.)")
+# Multi-letter unit words written without \text after a number: "12 cm^2", "5 inches".
+_PLAIN_UNIT = re.compile(
+    r"(?<=[\d}])\s*(?:square\s+|sq\.?\s+|cubic\s+)?"
+    r"(?:cm|mm|km|ft|feet|inches|meters|metres|miles|dollars|cents|degrees|units|hours|"
+    r"minutes|seconds|days|weeks|years|grams|kg|pounds|mph)\b"
+    rf"{_POWER}(?=\s*(?:$|[,;)\]]))"
+)
+
+
+def _cycle_fraction(match: re.Match[str]) -> str:
+    """0.1666... -> \\frac{1}{6}: the shortest cycle seen at least twice at the end repeats."""
+    whole, digits = match[1] or "0", match[2]
+    for size in range(1, len(digits) // 2 + 1):
+        cycle = digits[-size:]
+        reps = 1
+        while digits[: len(digits) - reps * size].endswith(cycle):
+            reps += 1
+        if reps >= 2:
+            fixed = digits[: len(digits) - reps * size]
+            value = Fraction(int(whole)) + Fraction(int(fixed or "0"), 10 ** len(fixed))
+            value += Fraction(int(cycle), (10**size - 1) * 10 ** len(fixed))
+            return rf"\frac{{{value.numerator}}}{{{value.denominator}}}"
+    return match[0]
+
+
 def _repeating_fraction(match: re.Match[str]) -> str:
     """0.1\\overline{6} -> \\frac{1}{6}: the value of a repeating decimal, exactly."""
     whole, fixed, cycle = match[1] or "0", match[2], match[3] or match[4]
@@ -100,6 +127,8 @@ def normalise(latex: str) -> str:
     """The answer with the forms math-verify misreads rewritten; see the module docstring."""
     s = " ".join(latex.split())
     s = s.replace(r"\!", "").replace(r"\left.", "").replace(r"\right.", "")
+    s = s.replace("{,}", ",")
+    s = re.sub(r"(?<=\d)\\,(?=\d{3}(?!\d))", "", s)  # 1\,000: a thin-space separator
     s = _MATRIX.sub(_vector_as_tuple, s)
     s = _THIN_SPACE.sub(" ", s)
     s = _ANGLE.sub(r"(\1)", s)
@@ -112,7 +141,9 @@ def normalise(latex: str) -> str:
         _drop_text_unit,
         s,
     )
+    s = _PLAIN_UNIT.sub("", s)
     s = _REPEATING.sub(_repeating_fraction, s)
+    s = _ELLIPSIS_DECIMAL.sub(_cycle_fraction, s)
     if not s.lstrip().startswith(("(", "[", r"\{", r"\left", r"\langle")):
         s = _SEPARATED.sub(lambda m: m[0].replace(",", ""), s)
     s = _MEMBERSHIP.sub("", s)
@@ -167,14 +198,23 @@ def unify_symbols(parsed: Sequence[Any]) -> list[Any]:
     return out
 
 
-def _exact_number(expr: Any) -> bool:
+def _exact(expr: Any) -> bool:
+    """An expression without decimals, percentages or infinities (variables allowed)."""
     return (
         isinstance(expr, sympy.Expr)
         and not getattr(expr, "is_Matrix", False)
-        and not expr.free_symbols
         and not expr.has(sympy.Float, sympy.UnevaluatedExpr)
         and not expr.has(sympy.oo, -sympy.oo, sympy.zoo, sympy.nan)
     )
+
+
+def _at_a_point(a: Any, b: Any) -> tuple[Any, Any]:
+    """Both expressions with every variable set to the same positive irrational value, so
+    that what math-verify found equal by rounding shows its difference."""
+    names = sorted({s.name for s in (a.free_symbols | b.free_symbols)})
+    values = {name: sympy.sqrt(2) + sympy.Rational(k + 1, 7) for k, name in enumerate(names)}
+    point = {s: values[s.name] for s in a.free_symbols | b.free_symbols}
+    return a.xreplace(point), b.xreplace(point)
 
 
 def _identity(expr: Any) -> bool:
@@ -196,9 +236,9 @@ def _exprs(parsed: Sequence[Any]) -> list[Any]:
 def spurious(reference: Sequence[Any], answer: Sequence[Any]) -> bool:
     """Whether an equality math-verify granted is one of its known false positives.
 
-    - Two exact numbers (no decimals, no percent) whose values differ: math-verify rounds
-      their difference to 15 digits, so 1/2004! and 1/2006! pass. Compared here to 60
-      significant digits relative to their size.
+    - Two exact expressions (no decimals, no percent) whose values differ: math-verify
+      rounds their difference to 15 digits, so 1/2004! and 1/2006! pass. Compared here
+      to 60 significant digits relative to their size, variables set to one point.
     - Two equations that are both identities: each side's difference is 0, so any two
       pass; they are the same answer only when they are written the same way.
     """
@@ -209,9 +249,10 @@ def spurious(reference: Sequence[Any], answer: Sequence[Any]) -> bool:
     if _identity(a) and _identity(b):
         strings = {p for p in reference if isinstance(p, str)}
         return not strings & {p for p in answer if isinstance(p, str)}
-    if not (_exact_number(a) and _exact_number(b)):
+    if not (_exact(a) and _exact(b)):
         return False
     try:
+        a, b = _at_a_point(a, b)
         diff = abs(sympy.N(a - b, 60))
         scale = max(abs(sympy.N(a, 60)), abs(sympy.N(b, 60)))
     except Exception:  # an expression sympy cannot evaluate: keep math-verify's call

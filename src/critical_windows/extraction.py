@@ -196,9 +196,12 @@ _CLOSING = re.compile(
 # Where a text takes back what it committed to.
 _RETRACTION = re.compile(
     r"""\b(?:wait|actually|on\s+second\s+thought|hold\s+on|correction|scratch\s+that
-      | i\s+(?:made\s+a\s+mistake|was\s+wrong|misread|take\s+(?:that|it)\s+back)
+      | i\s+(?:made\s+an?\s+(?:mistake|error)|was\s+wrong|misread|misunderstood
+          |overlooked|take\s+(?:that|it)\s+back)
+      | re-?reading | oops | correcting\s+myself
       | that(?:'s|\s+is|\s+was)\s+(?:wrong|incorrect|not\s+right)
-      | let\s+me\s+(?:re-?consider|re-?check|double[-\s]check|re-?think|re-?evaluate|correct)
+      | let\s+me\s+(?:re-?consider|re-?check|double[-\s]check|re-?think|re-?evaluate|correct
+          |revise|fix)
       | (?:up)?on\s+(?:closer|further)\s+(?:inspection|reflection|thought|review)
       | no,?\s+wait)\b""",
     re.VERBOSE | re.IGNORECASE,
@@ -290,13 +293,29 @@ def _listed_letters(clean: str, valid: str) -> set[str]:
     return {letter for letter in named if letter in valid}
 
 
-def _named_letter_counts(clean: str, stripped_end: bool) -> bool:
-    """Whether one choice named somewhere ("option B", "(B)") may stand as the answer.
+_COMMITTING = re.compile(
+    r"\b(?:correct|right|best|answer|true|choose|pick|select|go\s+with|think|believe"
+    r"|guess|likely|must\s+be|should\s+be)\b",
+    re.IGNORECASE,
+)
 
-    Only in a short answer, or when the text ends its last sentence: a walk through the
-    options that is cut off mid-way ("Option A says that ..., which is") commits to none.
+
+def _named_letter_counts(clean: str, letter: str) -> bool:
+    """Whether the one choice named somewhere ("option B", "(B)") may stand as the answer.
+
+    Only in a short answer that ends with it or ends its sentence ("Option D", "Option C,
+    Rome."), or when the sentence naming it commits ("I think option B fits"): a walk
+    through the options ("Option A says that ..."), cut off or not, commits to none.
     """
-    return len(clean.split()) <= 8 or stripped_end
+    named = re.compile(rf"(?:\b(?i:option|choice)\s*[:#]?\s*|[(\[])?\b{letter}\b")
+    if len(clean.split()) <= 8 and (
+        re.search(r"[.!?)\]]\s*$", clean) or re.search(rf"\b{letter}[)\]]?\s*$", clean)
+    ):
+        return True
+    for sentence in re.split(r"(?<=[.!?])\s+|\n+", clean):
+        if named.search(sentence) and _COMMITTING.search(sentence):
+            return True
+    return False
 
 
 def extract_letter(text: str | None, n_choices: int) -> Extraction:
@@ -369,8 +388,7 @@ def extract_letter(text: str | None, n_choices: int) -> Extraction:
     ):
         return found
 
-    ends_sentence = bool(re.search(r"[.!?)\]]\s*$", clean))
-    if len(listed) == 1 and _named_letter_counts(clean, ends_sentence):
+    if len(listed) == 1 and _named_letter_counts(clean, next(iter(listed))):
         return Extraction(listed.pop())
     if len(listed) > 1:
         return Extraction(None, AMBIGUOUS)
