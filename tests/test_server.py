@@ -243,33 +243,60 @@ def vllm_server(embedded_model: Path, tmp_path_factory: pytest.TempPathFactory) 
             proc.kill()
 
 
+TEN_OPTIONS = {
+    "name": "ten",
+    "path": "ten.jsonl",
+    "question": "question",
+    "choices": "options",
+    "gold": "answer",
+    "task": "multiple choice",
+}
+TEN_ROWS = [
+    {"question": "Which number is the largest?", "options": [str(i) for i in range(10)],
+     "answer": "J"},
+    {"question": "Which letter comes first in the alphabet?",
+     "options": ["k", "q", "z", "a", "m", "t", "w", "r", "e", "p"], "answer": "D"},
+]  # fmt: skip
 SERVED_CONFIG = {
     **TINY_CONFIG,
+    "datasets": ["arc_easy", TEN_OPTIONS],
     "backend": "openai",
     "models": {"smollm2": {"path": "embedded", "served_model": "smollm2"}},
 }
-COMPARED = ["base", "resampled", "elicited"]
+
+
+def workdir(path: Path, config: dict[str, Any], model: Path) -> Path:
+    made = make_workdir(path, config, model)
+    (made / "ten.jsonl").write_text("".join(json.dumps(r) + "\n" for r in TEN_ROWS))
+    return made
 
 
 @pytest.mark.slow
 def test_tiny_config_through_the_server_equals_the_in_process_backend(
     vllm_server: str, embedded_model: Path, tmp_path: Path
 ) -> None:
-    served = make_workdir(
+    """The whole tiny run through a real server, with a 10-option dataset of your own; its
+    greedy requests give the in-process backend's tables."""
+    served = workdir(
         tmp_path / "served", {**SERVED_CONFIG, "server": {"url": vllm_server}}, embedded_model
     )
     snakemake(served)
     assert (served / "results/smollm2/summary.csv").is_file()
     assert (served / "results/smollm2/figures").is_dir()
-    local = make_workdir(tmp_path / "local", {**TINY_CONFIG, "backend": "vllm"}, embedded_model)
-    targets = [f"results/smollm2/{d}/base.parquet" for d in TINY_CONFIG["datasets"]]
-    snakemake(local, *targets)
-    for d in TINY_CONFIG["datasets"]:
+    ten = pl.read_parquet(served / "results/datasets/ten.parquet")
+    assert ten["choices"].list.len().to_list() == [10, 10]
+    assert ten["problem"].str.contains("(J) ", literal=True).all()
+    local = workdir(tmp_path / "local", {**SERVED_CONFIG, "backend": "vllm"}, embedded_model)
+    names = ["arc_easy", "ten"]
+    snakemake(local, *[f"results/smollm2/{d}/base.parquet" for d in names])
+    for d in names:
         a = pl.read_parquet(served / f"results/smollm2/{d}/base.parquet")
         b = pl.read_parquet(local / f"results/smollm2/{d}/base.parquet")
         greedy = ["question_id", "direct_text", "n_direct_tokens", "direct_finish_reason"]
         assert a.select(greedy).equals(b.select(greedy)), d
         assert a["prompt_token_ids"].to_list() == b["prompt_token_ids"].to_list()
+        # The seeded chains of thought too: the seed reaches the server's sampler.
+        assert a.equals(b), d
 
 
 @pytest.mark.slow
@@ -281,9 +308,10 @@ def test_a_server_serving_another_model_is_named_at_the_start(
         "models": {"smollm2": {"path": "embedded", "served_model": "qwen"}},
         "server": {"url": vllm_server},
     }
-    workdir = make_workdir(tmp_path / "other", config, embedded_model)
-    proc = snakemake(workdir, "-n", check=False)
+    other = workdir(tmp_path / "other", config, embedded_model)
+    proc = snakemake(other, "results/datasets/arc_easy.parquet", check=False)
     assert proc.returncode != 0
+    assert not (other / "results/datasets/arc_easy.parquet").exists()  # before any job
     assert (
         f"models.smollm2.served_model: the server at {vllm_server} serves ['smollm2'], "
         "not 'qwen'" in proc.stdout + proc.stderr

@@ -35,8 +35,11 @@ def looks_like_path(path: str) -> bool:
     )
 
 
-def model_problem(key: str, path: str, revision: str | None, workdir: Path) -> str | None:
-    """What is wrong with a model's `path`, or None. "embedded" and "synthetic" are built."""
+def model_problem(
+    key: str, path: str, revision: str | None, workdir: Path, hub: bool = True
+) -> str | None:
+    """What is wrong with a model's `path`, or None. "embedded" and "synthetic" are built;
+    a hub id is looked up in the local cache when `hub` and the hub is offline."""
     if path == "embedded" or path == "synthetic" or path.startswith("synthetic:"):
         return None
     local = Path(path).expanduser()
@@ -47,7 +50,7 @@ def model_problem(key: str, path: str, revision: str | None, workdir: Path) -> s
         return None
     if looks_like_path(path):
         return f"{key}: model folder {path} does not exist"
-    if hub_offline():
+    if hub and hub_offline():
         from huggingface_hub import try_to_load_from_cache
 
         cached = try_to_load_from_cache(path, "config.json", revision=revision)
@@ -121,17 +124,22 @@ def _synthetic(path: str) -> bool:
     return path == "synthetic" or path.startswith("synthetic:")
 
 
-def check_config(config: Mapping[str, Any], workdir: Path | str = ".") -> None:
-    """Raise `ConfigError` listing every problem found in `config`, each with its key."""
+def check_config(config: Mapping[str, Any], workdir: Path | str = ".", *, run: bool = True) -> None:
+    """Raise `ConfigError` listing every problem found in `config`, each with its key.
+
+    `run=False` (when the workflow is parsed, dry runs included) checks only what is local
+    to this machine's files; `run=True` (when it starts running) also the hub cache and the
+    server, which a dry run on a login node need not reach.
+    """
     workdir = Path(workdir)
     problems = dataset_problems(list(config.get("datasets", [])), workdir)
     for name, model in config.get("models", {}).items():
         problem = model_problem(
-            f"models.{name}.path", model["path"], model.get("revision"), workdir
+            f"models.{name}.path", model["path"], model.get("revision"), workdir, hub=run
         )
         if problem:
             problems.append(problem)
-    if config.get("backend") == "openai":
+    if run and config.get("backend") == "openai":
         problems += server_problems(config)
     if problems:
         raise ConfigError("the config cannot be run:\n  " + "\n  ".join(problems))

@@ -10,15 +10,23 @@ DATASET_ENTRIES = {
 DATASETS = list(DATASET_ENTRIES)
 
 
-def check_config():
-    """Missing model paths and dataset files, a silent or mismatched server: reported now,
-    naming the config key, not in a job's log (critical_windows.preflight)."""
+def check_config(run):
+    """Missing model folders and dataset files (when the workflow is parsed), hub models
+    missing from the offline cache and a silent or mismatched server (when it starts to
+    run): reported naming the config key, not in a job's log (critical_windows.preflight).
+    """
     from critical_windows.preflight import check_config as check
 
-    check(config, Path.cwd())
+    check(config, Path.cwd(), run=run)
 
 
-check_config()
+check_config(run=False)
+
+
+onstart:
+    check_config(run=True)
+
+
 SHARDS = [f"{i:03d}" for i in range(config["shards"])]
 # Outputs of the model stages are gathered from one job per (model, shard) that covers
 # every dataset, so that an engine starts once per stage, not once per dataset.
