@@ -464,3 +464,128 @@ def test_summary_headline_numbers_by_hand():
     md = summary.to_markdown(s, {"jump": 0.5, "drop": 0.3, "fdr": 0.05})
     assert "| arc_easy | 5 | 0.750 | 0.000 |" in md
     assert "| 0.500 | 0.730 | 0.667 |" in md, "the paper's ARC-Easy gap stands beside ours"
+
+
+# --- the span rule (issue #17) -------------------------------------------------------------
+
+DENSE = [round(0.05 * i, 2) for i in range(1, 20)]
+
+
+def curve_frame(curves: dict[str, list[tuple[int, int]]], levels: list[float]) -> pl.DataFrame:
+    """A CURVES-like frame from {question_id: [(consistent, graded) per level]}, plus f = 1."""
+    rows = []
+    for qid, counts in curves.items():
+        for f, (k, n) in zip([*levels, 1.0], [*counts, (1, 1)], strict=True):
+            rows.append(
+                {
+                    "dataset": "arc_easy",
+                    "question_id": qid,
+                    "level": f,
+                    "n_consistent": k,
+                    "n_graded": n,
+                    "p_consistent": k / n,
+                }
+            )
+    return pl.DataFrame(rows)
+
+
+def call(frame: pl.DataFrame, rule: str, **kw) -> dict[str, dict]:
+    found = windows.call_windows(frame, jump=0.5, drop=0.3, fdr=0.05, rule=rule, **kw)
+    return {r["question_id"]: r for r in found.iter_rows(named=True)}
+
+
+def test_span_rule_is_the_research_rule_on_the_paper_grid() -> None:
+    rng = np.random.default_rng(17)
+    curves = {}
+    for i in range(300):
+        # plateaus with one jump somewhere, a fall now and then; 100 samples per level
+        p = np.clip(rng.choice([0.1, 0.3, 0.5]) + rng.normal(0, 0.15, len(LEVELS)), 0, 1)
+        p[rng.integers(0, len(LEVELS)) :] += rng.choice([0.0, 0.3, 0.6])
+        curves[f"q{i}"] = [(round(min(x, 1.0) * 100), 100) for x in p]
+    frame = curve_frame(curves, LEVELS)
+    steps, span = call(frame, "steps"), call(frame, "span")
+    keys = ["has_window", "level_lo", "level_hi", "jump", "p_value", "q_value", "significant"]
+    assert sum(r["has_window"] for r in steps.values()) > 30
+    for qid, r in steps.items():
+        assert {k: span[qid][k] for k in keys} == {k: r[k] for k in keys}, qid
+    # the span rule's max_drop counts real falls only; here every fall above drop is real
+    assert all((r["max_drop"] > 0.3) == (span[q]["max_drop"] > 0.3) for q, r in steps.items())
+    assert windows.spans(frame).height == windows.steps(frame).height
+
+
+def test_span_rule_finds_a_rise_spread_over_dense_cuts() -> None:
+    # P climbs 0.1 -> 0.8 over three cuts 0.05 apart; no step between two cuts exceeds 0.5
+    p = [0.1] * 8 + [0.3, 0.55, 0.8] + [0.8] * 8
+    frame = curve_frame({"q": [(round(x * 40), 40) for x in p]}, DENSE)
+    steps, span = call(frame, "steps")["q"], call(frame, "span")["q"]
+    assert steps["has_window"] is False and steps["jump"] == pytest.approx(0.25)
+    assert span["has_window"] is True
+    # the shortest span rising by more than 0.5: from the last 0.1 (f = 0.4) to 0.8 (0.55)
+    assert (span["level_lo"], span["level_hi"]) == (0.4, 0.55)
+    assert span["jump"] == pytest.approx(0.7) and span["significant"]
+    # the BH correction counts every span tested: more than the steps
+    assert windows.spans(frame).height > windows.steps(frame).height
+    narrow = call(frame, "span", max_span=0.1)["q"]
+    assert narrow["has_window"] is False  # no span of 0.1 rises by more than 0.5
+
+
+def test_noise_does_not_veto_a_span_window_but_a_real_fall_does() -> None:
+    # one noisy level on a dense grid: 6/8 -> 3/8 -> 6/8 falls by 0.375, far from significant
+    noisy = [(1, 8)] * 10 + [(6, 8), (3, 8), (6, 8)] + [(8, 8)] * 6
+    # a real fall: 90/100 -> 40/100 stays down
+    real = [(5, 100)] * 10 + [(90, 100)] * 3 + [(40, 100)] * 6
+    frame = curve_frame({"noisy": noisy, "real": real}, DENSE)
+    steps, span = call(frame, "steps"), call(frame, "span")
+    assert steps["noisy"]["has_window"] is False and steps["noisy"]["max_drop"] == 0.375
+    assert span["noisy"]["has_window"] is True and span["noisy"]["max_drop"] == 0.0
+    assert (span["noisy"]["level_lo"], span["noisy"]["level_hi"]) == (0.5, 0.55)
+    assert steps["real"]["has_window"] is False
+    assert span["real"]["has_window"] is False and span["real"]["max_drop"] == pytest.approx(0.5)
+
+
+def test_unknown_rule_is_refused() -> None:
+    frame = curve_frame({"q": [(1, 2)] * len(LEVELS)}, LEVELS)
+    with pytest.raises(ValueError, match="windows.rule 'stairs'"):
+        windows.call_windows(frame, jump=0.5, drop=0.3, fdr=0.05, rule="stairs")
+
+
+def test_importance_of_each_cut() -> None:
+    from critical_windows import importance
+
+    graded = pl.DataFrame(
+        {
+            "question_id": ["q"] * 8,
+            "level": [0.3] * 4 + [0.7] * 4,
+            "resample_answer": ["A", "A", "B", "C", "A", "A", "A", "A"],
+            "orig_answer": ["A"] * 8,
+        }
+    )
+    curve = curve_frame({"q": [(2, 4), (4, 4)]}, [0.3, 0.7]).with_columns(
+        cut_tokens=pl.Series([3, 7, 10]),
+        char_offset=pl.Series([12, 30, 41]),
+        unit_index=pl.Series([1, 3, 4]),
+    )
+    out = importance.importance(graded, curve, seed=1)
+    tables.conform(out, tables.IMPORTANCE, "importance")
+    first, last = out.row(0, named=True), out.row(1, named=True)
+    assert (first["level_lo"], first["level_hi"], first["unit_index"]) == (0.3, 0.7, 1)
+    assert (first["char_start"], first["char_end"], last["char_end"]) == (12, 30, 41)
+    assert first["delta_p"] == 0.5 and last["delta_p"] == 0.0
+    # KL({A: 1} || {A: .5, B: .25, C: .25}) = log 2, up to the smoothing
+    assert first["kl"] == pytest.approx(np.log(2), abs=0.02)
+    assert first["kl_low"] <= first["kl"] <= first["kl_high"]
+    assert last["kl"] == pytest.approx(0.0, abs=1e-9)
+    assert first["delta_p_low"] < 0.5 < first["delta_p_high"] <= 1
+    # at f = 1 the interval is the lower level's Wilson interval reflected (P(1) is exact)
+    low, high = windows.wilson_interval(4, 4)
+    assert (last["delta_p_low"], last["delta_p_high"]) == pytest.approx((1 - high, 1 - low))
+    again = importance.importance(graded, curve, seed=1)
+    assert again["kl_low"].to_list() == out["kl_low"].to_list()
+
+
+def test_newcombe_interval_matches_the_published_example() -> None:
+    from critical_windows.importance import newcombe_interval
+
+    # Newcombe (1998), table II, example (a): 56/70 - 48/80, method 10: 0.0524 to 0.3339
+    low, high = newcombe_interval(np.array([56]), np.array([70]), np.array([48]), np.array([80]))
+    assert (low[0], high[0]) == pytest.approx((0.0524, 0.3339), abs=1e-4)

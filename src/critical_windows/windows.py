@@ -327,7 +327,7 @@ def find_windows_span(
     p-value at most `drop_alpha`. One noisy level on a dense grid does not veto a window.
 
     Columns as `find_windows`: `level_lo`, `level_hi`, `jump` are the chosen span (without a
-    rise above `jump`, the span of the largest rise, ties the shorter); `max_drop` is the
+    rise above `jump`, the span of the largest rise, ties the earlier); `max_drop` is the
     largest real fall (0 without one); `q_value` is Benjamini-Hochberg over every span of
     every curve passed in. On a grid whose spans are its steps, it differs from the research
     rule only where a fall above `drop` is not significant.
@@ -345,8 +345,7 @@ def find_windows_span(
                 descending=[*(False for _ in unit), False, True, False],
             ),
             span.filter(~pl.col("_over")).sort(
-                [*unit, "rise", "width", "level_lo"],
-                descending=[*(False for _ in unit), True, False, False],
+                [*unit, "rise", "level_lo"], descending=[*(False for _ in unit), True, False]
             ),
         ]
     )

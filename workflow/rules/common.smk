@@ -157,6 +157,14 @@ def adaptive_settings():
 
 
 ADAPTIVE = config.get("sampling_strategy", "fixed") == "adaptive"
+# Where responses are cut (critical_windows.segmentation): the `levels` grid or units.
+CUTS = {"unit": "fraction", "every": 1, "max": None, **config.get("cuts", {})}
+if ADAPTIVE and CUTS["unit"] != "fraction":
+    raise ValueError(
+        f"cuts.unit {CUTS['unit']!r} with sampling_strategy 'adaptive': adaptive sampling "
+        "chooses fractions of the response itself; use cuts.unit 'fraction' with it, or "
+        "sampling_strategy 'fixed' with unit cuts (cuts.max limits how many)"
+    )
 # YAML reads an unquoted `reasoning: off` as a boolean.
 REASONING = {True: "on", False: "off"}.get(config["reasoning"], config["reasoning"])
 # The model stages' code (also in their journal keys): the adaptive driver and the answer

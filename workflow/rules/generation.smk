@@ -46,9 +46,15 @@ rule truncate_responses:
         "../envs/critical-windows.yaml"
     params:
         levels=config["levels"],
+        cuts=CUTS,
         model_path=model_path,
         revision=lambda w: MODELS[w.model].get("revision"),
-        code=code_version("backends", "generation", *(["adaptive"] if ADAPTIVE else [])),
+        code=code_version(
+            "backends",
+            "generation",
+            *(["adaptive"] if ADAPTIVE else []),
+            *(["segmentation"] if CUTS["unit"] != "fraction" else []),
+        ),
     script:
         "../scripts/truncate_responses.py"
 

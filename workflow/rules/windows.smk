@@ -6,6 +6,9 @@ rule detect_windows:
     output:
         curves=expand("results/{{model}}/{dataset}/curves.parquet", dataset=DATASETS),
         windows=expand("results/{{model}}/{dataset}/windows.parquet", dataset=DATASETS),
+        importance=expand(
+            "results/{{model}}/{dataset}/importance.parquet", dataset=DATASETS
+        ),
     log:
         "results/logs/detect_windows/{model}.log",
     benchmark:
@@ -17,7 +20,11 @@ rule detect_windows:
         jump=config["windows"]["jump"],
         drop=config["windows"]["drop"],
         fdr=config["windows"]["fdr"],
-        code=code_version("windows"),
+        rule=config["windows"].get("rule", "steps"),
+        max_span=config["windows"].get("max_span", 0.2),
+        drop_alpha=config["windows"].get("drop_alpha", 0.05),
+        seed=config["seed"],
+        code=code_version("windows", "importance", "distributions"),
     script:
         "../scripts/detect_windows.py"
 

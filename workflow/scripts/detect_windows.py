@@ -6,7 +6,7 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
 import polars as pl
 
-from critical_windows import tables, windows
+from critical_windows import importance, tables, windows
 
 
 def read(paths, schema):
@@ -14,21 +14,30 @@ def read(paths, schema):
 
 
 params = snakemake.params
+graded = read(snakemake.input.graded, tables.GRADED)
+rule = {"rule": params.rule, "max_span": params.max_span, "drop_alpha": params.drop_alpha}
 curves, found = windows.detect(
-    read(snakemake.input.graded, tables.GRADED),
+    graded,
     read(snakemake.input.truncated, tables.TRUNCATED),
     read(snakemake.input.base, tables.BASE),
     jump=params.jump,
     drop=params.drop,
     fdr=params.fdr,
+    **rule,
 )
-meta = {"jump": params.jump, "drop": params.drop, "fdr": params.fdr}
-for dataset, curve_path, window_path in zip(
-    params.datasets, snakemake.output.curves, snakemake.output.windows, strict=True
+scores = importance.importance(graded, curves, seed=params.seed)
+meta = {"jump": params.jump, "drop": params.drop, "fdr": params.fdr, **rule}
+for dataset, curve_path, window_path, importance_path in zip(
+    params.datasets,
+    snakemake.output.curves,
+    snakemake.output.windows,
+    snakemake.output.importance,
+    strict=True,
 ):
     mine = pl.col("dataset") == dataset
     tables.write_table(curves.filter(mine), curve_path, tables.CURVES, meta)
     tables.write_table(found.filter(mine), window_path, tables.WINDOWS, meta)
+    tables.write_table(scores.filter(mine), importance_path, tables.IMPORTANCE, meta)
     w = found.filter(mine)
     print(
         f"{dataset}: {w.height} questions, {w['has_window'].sum()} with a window, "

@@ -23,6 +23,10 @@ for out in snakemake.output:
         truncated = truncate_at_sampled_levels(base, resampled, tokenizer)
         meta["levels"] = "adaptive"
     else:
-        truncated = truncate_responses(base, snakemake.params.levels, tokenizer)
+        cuts = snakemake.params.cuts
+        truncated = truncate_responses(base, snakemake.params.levels, tokenizer, cuts)
+        if cuts["unit"] != "fraction":
+            meta["levels"] = None
+            meta["cuts"] = cuts
     tables.write_table(truncated, out, tables.TRUNCATED, meta)
     print(f"{dataset}: {len(truncated)} prefixes of {len(base)} responses")
