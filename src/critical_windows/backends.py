@@ -179,8 +179,10 @@ def _vllm_logprob_args(p: Sampling) -> dict[str, Any]:
         return {}
     args: dict[str, Any] = {"logprobs": p.logprobs if p.logprobs is not None else 0}
     if p.logprob_token_ids is not None:
-        args["logprob_token_ids"] = list(p.logprob_token_ids)
-    return args
+        # vLLM wants `logprobs` equal to the number of ids; the chosen token comes too.
+        ids = list(p.logprob_token_ids)
+        return {"logprobs": len(ids), "logprob_token_ids": ids}
+    return {"logprobs": p.logprobs}
 
 
 def _finish_reason(reason: str | None) -> str:
