@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from critical_windows import answer_forms, audit, golds, grading, tables
+from critical_windows import answer_forms, audit, golds, grading, math_normalize, tables
 from critical_windows.extraction import Extraction, extract_choice
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -472,7 +472,7 @@ def test_the_audit_lists_where_the_two_judges_disagree(tmp_path: Path) -> None:
     ],
 )
 def test_the_math_string_judge(a: str, b: str, same: bool) -> None:
-    assert audit.string_equivalent(a, b) is same
+    assert math_normalize.string_equivalent(a, b) is same
 
 
 # --------------------------------------------------------------------------- the CLI

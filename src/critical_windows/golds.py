@@ -18,14 +18,14 @@ math_multi_boxed.csv` lists them with the rule `math_gold` applies:
   boxed before the one asked for): the last box, as for a single box.
 
 Boxes that normalise to the same string under the MATH benchmark's normalisation
-(`audit.normalize_answer`) count once.
+(`math_normalize.normalize_answer`) count once.
 """
 
 from __future__ import annotations
 
 import re
 
-from critical_windows.audit import normalize_answer
+from critical_windows.math_normalize import normalize_answer
 
 SINGLE = "single_box"
 ALL_VALUES = "all_values"

@@ -25,6 +25,6 @@ rule prepare_dataset:
         questions_per_dataset=config["questions_per_dataset"],
         seed=config["seed"],
         bad_rows=config["bad_rows"],
-        code=code_version("datasets", "golds", "audit"),
+        code=code_version("datasets", "golds", "math_normalize"),
     script:
         "../scripts/prepare_dataset.py"

@@ -19,6 +19,8 @@ rule grade_answers:
         # math-verify results shared by every job and kept across runs; not an output,
         # because losing it only costs time.
         cache="results/.cache/equivalence.parquet",
-        code=code_version("extraction", "grading", "answer_forms", "audit"),
+        code=code_version(
+            "extraction", "grading", "answer_forms", "audit", "math_normalize"
+        ),
     script:
         "../scripts/grade_answers.py"
