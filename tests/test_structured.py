@@ -1,16 +1,18 @@
 """The structured-output experiment: the form, conformance, P(s | prefix) and the theory's
-bounds on hand-made samples, and a small real run with the embedded model."""
+bounds on hand-made samples; the constrained sampler and the exact probabilities on the
+synthetic form model (closed form) and the embedded model; a small real run."""
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from conftest import make_workdir, snakemake
 
-from critical_windows import structured, tables
+from critical_windows import prompts, structured, structured_exact, tables
+from critical_windows.backends import Sampling
 
 BLANKS = [
     "The (Pirate/Ninja) jumped across the ship.",
@@ -149,23 +151,168 @@ def test_upper_bound_counts_the_first_character_itself() -> None:
     assert at[8] == 0.75 and at[9] == 1.0
 
 
-def test_figure_of_a_string_and_of_a_missing_rank(form, tmp_path: Path) -> None:
-    texts = [
-        _generated(form, list(c)) for c in itertools.product([0, 1], repeat=5) for _ in range(2)
-    ]
-    curves, blanks, conformance = structured.estimate(_samples(form, texts[:-1]), form, 0.01)
-    assert blanks["inside"].drop_nulls().all() and blanks.height == 32 * 5
-    structured.render_string(
-        1, curves, blanks, conformance, tmp_path / "1.html", tmp_path / "1.png"
+def test_form_of_three_options() -> None:
+    form = structured.make_form("x", ["A (cat/dog/emu) ran.", "It was (Big/Small)."], PREFILL)
+    assert form.user_message().splitlines()[1] == "1. A (cat/dog/emu) ran."
+    assert len(form.choice_lists()) == 6
+    assert len({form.answer(c)[0] for c in form.choice_lists()}) == 6
+    assert form.choices_of(form.answer((2, 1))[0]) == [2, 1]
+    with pytest.raises(ValueError, match=r"blanks\[1\].*same character"):
+        structured.make_form("x", ["A (cat/dog) ran.", "B (cow/cat/emu)."], PREFILL)
+    with pytest.raises(ValueError, match=r"blanks\[0\].*two or more options"):
+        structured.make_form("x", ["A (cat) ran."], PREFILL)
+
+
+def test_renormalise_is_the_samplers_temperature_and_top_p() -> None:
+    lp = np.log([0.5, 0.3, 0.2])
+    renorm = structured_exact.renormalise
+    assert renorm(lp, 1.0, 1.0) == pytest.approx([0.5, 0.3, 0.2])
+    assert renorm(lp + 7.0, 0.5, 1.0) == pytest.approx(np.array([25, 9, 4]) / 38)
+    # top-p drops the least likely while their running sum stays <= 1 - top_p
+    assert renorm(lp, 1.0, 0.75) == pytest.approx([0.5 / 0.8, 0.3 / 0.8, 0.0])
+    assert renorm(lp, 1.0, 0.5) == pytest.approx([1.0, 0.0, 0.0])
+    assert renorm(lp[::-1], 0.0, 1.0) == pytest.approx([0.0, 0.0, 1.0])
+
+
+def test_chi_square_p_values() -> None:
+    assert structured_exact.chi_square([50, 50], [0.5, 0.5])["p_value"] == pytest.approx(1.0)
+    test = structured_exact.chi_square([60, 40], [0.5, 0.5])
+    assert (test["chi2"], test["dof"]) == (pytest.approx(4.0), 1)
+    assert test["p_value"] == pytest.approx(0.0455003, abs=1e-6)
+    # the 5% critical values of chi-square with 10 and 29 degrees of freedom
+    for dof, x in ((10, 18.307038), (29, 42.556968), (3, 7.814728)):
+        assert structured_exact._upper_gamma(dof / 2, x / 2) == pytest.approx(0.05, abs=1e-6)
+    # small cells pooled; a sample where the probability is 0 fails outright
+    pooled = structured_exact.chi_square([90, 5, 3, 2], [0.9, 0.05, 0.03, 0.02])
+    assert (pooled["cells"], pooled["chi2"]) == (3, pytest.approx(0.0))
+    assert structured_exact.chi_square([9, 1], [1.0, 0.0])["p_value"] == 0.0
+
+
+@pytest.fixture(scope="module")
+def synth(form) -> structured_exact.FormModel:
+    return structured_exact.FormModel(form)
+
+
+def _prompt(model, form) -> list[int]:
+    return prompts.render(
+        model.tokenizer, [{"role": "user", "content": form.user_message()}], form.prefill
     )
+
+
+def test_trie_of_the_synthetic_form(synth, form) -> None:
+    trie = synth.trie
+    assert len(trie.paths) == 32 and len(set(trie.strings)) == 32
+    assert all(trie.branching(p) == 5 for p in trie.paths)
+    assert trie.allowed[()] == (trie.paths[0][0],)  # the prefill's continuation is forced
+    assert all(trie.allowed[p] == trie.stop for p in trie.paths)
+    for c, s, path in zip(trie.choices, trie.strings, trie.paths, strict=True):
+        assert s == form.answer(c)[0] and form.prefill + synth.tokenizer.decode(path) == s
+
+
+def test_exact_probabilities_match_the_closed_form(synth, form) -> None:
+    """Teacher forcing through the synthetic model's tokens gives the closed form."""
+    trie = synth.trie
+    logprobs = structured_exact.score_paths(synth, _prompt(synth, form), trie.paths)
+    for temperature, top_p in ((1.0, 1.0), (0.6, 0.9), (0.7, 0.5), (0.0, 1.0)):
+        exact = structured_exact.exact_probabilities(trie, logprobs, temperature, top_p)
+        closed = synth.closed_form(temperature, top_p)
+        assert exact.sum() == pytest.approx(1.0, abs=1e-12)
+        assert exact == pytest.approx([closed[s] for s in trie.strings], abs=1e-12)
+    assert (exact == 1.0).sum() == 1  # greedy: one string
+
+
+def test_exact_curves_and_bounds_on_the_synthetic_model(synth, form) -> None:
+    trie = synth.trie
+    logprobs = structured_exact.score_paths(synth, _prompt(synth, form), trie.paths)
+    exact = structured_exact.exact_table(trie, form, logprobs, [0.0] * 32, 1.0, 1.0)
+    assert exact["rank"].to_list() == list(range(1, 33))
+    assert exact["p_exact"].sum() == pytest.approx(1.0, abs=1e-12)
+    closed = synth.closed_form(1.0, 1.0)
+    assert dict(zip(exact["string"], exact["p_exact"], strict=True)) == pytest.approx(closed)
+    curves, blanks = structured_exact.exact_curves(exact, form, 0.01)
+    assert curves.height == 32 * 101 and blanks.height == 32 * 5
+    assert blanks["inside"].all()  # every alternative has mass: five jumps, all inside
+    top = curves.filter(pl.col("rank") == 1)
+    values = top["p_same"].to_list()
+    assert values[0] == pytest.approx(exact["p_exact"][0]) and values[-1] == pytest.approx(1.0)
+    assert all(b >= a - 1e-15 for a, b in zip(values, values[1:], strict=False))
+    # between blank 1's window and blank 2's, P(s | prefix) = P(s) / P(same first choice)
+    b = blanks.filter(pl.col("rank") == 1).sort("blank")
+    mid = (b["t_upper"][0] + b["t_lower"][1]) / 2
+    s = exact["string"][0]
+    c1 = exact["choices"][0][0]
+    same = exact.filter(pl.col("choices").list.first() == c1)["p_exact"].sum()
+    at = top.filter((pl.col("grid") - mid).abs() < 0.006)["p_same"][0]
+    assert at == pytest.approx(closed[s] / same)
+
+
+def test_constrained_samples_agree_with_the_exact_probabilities(synth, form, tmp_path) -> None:
+    """Chi-square at a fixed seed and sample size; the same samples reject a wrong law."""
+    from critical_windows.journal import Journal
+
+    constrained, exact, trie = structured_exact.run_exact(
+        synth,
+        Journal(tmp_path / "journal"),
+        form,
+        samples=2000,
+        samples_per_request=500,
+        sampling=Sampling(1.0, 1.0),
+        seed=11,
+        context="test",
+    )
+    assert constrained.height == 2000 and constrained["conforming"].all()
+    assert (constrained["finish_reason"] == "stop").all()
+    check = structured_exact.agreement(constrained, exact)
+    assert check["exact_sum"] == pytest.approx(1.0, abs=1e-12)
+    assert check["chi2_p_value"] > 0.01 and check["chi2_dof"] >= 20
+    wrong = exact.with_columns(
+        p_exact=pl.Series(
+            structured_exact.exact_probabilities(
+                trie,
+                structured_exact.score_paths(synth, _prompt(synth, form), trie.paths),
+                0.5,
+                1.0,
+            )[[trie.strings.index(s) for s in exact["string"]]]
+        )
+    )
+    assert structured_exact.agreement(constrained, wrong)["chi2_p_value"] < 1e-6
+    # unconstrained, the model slips off the form: 2% a token, 45 tokens with the end
+    (free,) = synth.generate([_prompt(synth, form)], [Sampling(1.0, 1.0, 64, 400, 5)])
+    unconstrained = _samples(form, [c.text for c in free])
+    out = structured_exact.compare(unconstrained, constrained, exact, form, 0.01)
+    summary = out["summary"].row(0, named=True)
+    assert summary["unconstrained_samples"] == 400
+    assert summary["broken_share_lo"] <= 1 - 0.98**45 <= summary["broken_share_hi"]
+    assert summary["exact_inside_share"] == 1.0 and summary["sampled_inside_share"] == 1.0
+    bounds = out["bounds"]
+    assert bounds.height == 32 * 5 and bounds["sampled_count"].sum() == 2000 * 5
+    sampled = out["curves"].filter(pl.col("rank") == 1)
+    assert (sampled["wilson_lo"] <= sampled["p_same"]).all()
+    assert (sampled["p_same"] <= sampled["wilson_hi"]).all()
+
+
+def test_figure_of_exact_and_sampled_curves(synth, form, tmp_path) -> None:
+    from critical_windows.journal import Journal
+
+    constrained, exact, _ = structured_exact.run_exact(
+        synth,
+        Journal(tmp_path / "j"),
+        form,
+        samples=200,
+        samples_per_request=200,
+        sampling=Sampling(1.0, 1.0),
+        seed=3,
+        context="fig",
+    )
+    out = structured_exact.compare(constrained, constrained, exact, form, 0.01)
+    args = (out["curves"], out["exact_curves"], out["bounds"])
+    structured_exact.render_comparison(1, *args, tmp_path / "1.html", tmp_path / "1.png")
     html = (tmp_path / "1.html").read_text()
-    first = blanks.filter(pl.col("rank") == 1)["option"].to_list()
-    assert "T_upper" in html and all(f'"{word}"' in html for word in first)
+    first = exact["choices"][0].to_list()
+    assert "wilson_lo" in html and all(f'"{word}"' in html for word in first)
     assert (tmp_path / "1.png").read_bytes()[:4] == b"\x89PNG"
-    structured.render_string(
-        99, curves, blanks, conformance, tmp_path / "9.html", tmp_path / "9.png"
-    )
-    assert "no conforming string of rank 99" in (tmp_path / "9.html").read_text()
+    structured_exact.render_comparison(99, *args, tmp_path / "9.html", tmp_path / "9.png")
+    assert "no string of rank 99" in (tmp_path / "9.html").read_text()
 
 
 @pytest.mark.slow

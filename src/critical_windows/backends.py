@@ -106,7 +106,15 @@ class VLLMBackend:
 
     name = "vllm"
 
-    def __init__(self, model: str, settings: EngineSettings, revision: str | None = None):
+    def __init__(
+        self,
+        model: str,
+        settings: EngineSettings,
+        revision: str | None = None,
+        logits_processors: Sequence[Any] = (),
+    ):
+        """`logits_processors`: vLLM v1 logits processor classes, enabled per request by
+        their own `SamplingParams.extra_args` (as structured_exact's trie constraint)."""
         configure_vllm_env(settings.tensor_parallel_size)
         from vllm import LLM
         from vllm.platforms import current_platform
@@ -121,6 +129,8 @@ class VLLMBackend:
             tensor_parallel_size=settings.tensor_parallel_size,
             gpu_memory_utilization=settings.gpu_memory_utilization,
         )
+        if logits_processors:
+            kwargs["logits_processors"] = list(logits_processors)
         if current_platform.is_cpu():
             # On CPU vLLM sizes its KV cache from the NUMA node's memory, which in
             # containers can be far less than the machine has: give it a fixed size.

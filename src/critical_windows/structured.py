@@ -16,14 +16,16 @@ research code; METHOD.md's "ceiling of the position" reads the same way.)
 
 Only *conforming* samples are analysed: the whole answer is exactly the numbered
 sentences with one option of each blank in place of its parentheses (trailing whitespace
-allowed). How many conform is reported; small models often copy the parentheses.
+allowed). How many conform is reported; small models often copy the parentheses, which is
+why `structured_exact` samples under a constraint to the form and computes the exact
+curves by teacher forcing. `curve_rows` serves both: it takes a weight per string, a count
+of samples or an exact probability.
 """
 
 from __future__ import annotations
 
-import io
+import itertools
 import logging
-import os
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -31,29 +33,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import altair as alt
 import polars as pl
 import pyarrow as pa
 
 from critical_windows import prompts
-from critical_windows.backends import Backend, Completion, EngineSettings, Sampling, load_backend
+from critical_windows.backends import Backend, Completion, Sampling
 from critical_windows.generation import derive_seed
 from critical_windows.journal import Journal, request_key
-from critical_windows.summary import write_atomic
 
 log = logging.getLogger(__name__)
 
-_OPTIONS = re.compile(r"\(([^()/]+)/([^()/]+)\)")
+_OPTIONS = re.compile(r"\(([^()/]+(?:/[^()/]+)+)\)")
 _EPS = 1e-12
 
 
 @dataclass(frozen=True)
 class Blank:
-    """One numbered sentence with a two-option blank: `before` (A/B) `after`."""
+    """One numbered sentence with a blank of two or more options: `before` (A/B) `after`."""
 
     number: int
     before: str
-    options: tuple[str, str]
+    options: tuple[str, ...]
     after: str
 
     def line(self, choice: int) -> str:
@@ -71,7 +71,7 @@ class Form:
 
     def user_message(self) -> str:
         sentences = "\n".join(
-            f"{b.number}. {b.before}({b.options[0]}/{b.options[1]}){b.after}" for b in self.blanks
+            f"{b.number}. {b.before}({'/'.join(b.options)}){b.after}" for b in self.blanks
         )
         return f"{self.prompt}\n{sentences}"
 
@@ -85,6 +85,11 @@ class Form:
             positions.append(len(text) + len(f"{b.number}. {b.before}"))
             text += b.line(c)
         return text, positions
+
+    def choice_lists(self) -> list[tuple[int, ...]]:
+        """Every combination of one option index per blank, in order (the first blank
+        varies slowest)."""
+        return list(itertools.product(*(range(len(b.options)) for b in self.blanks)))
 
     def matcher(self) -> re.Pattern[str]:
         lines = [
@@ -113,23 +118,29 @@ def make_form(prompt: str, blanks: Sequence[str], prefill: str) -> Form:
         if len(found) != 1:
             raise ValueError(
                 f"structured.blanks[{number - 1}] {sentence!r}: expected exactly one blank "
-                f"'(option/option)', found {len(found)}"
+                f"'(option/option[/...])' of two or more options, found {len(found)}"
             )
         m = found[0]
-        a, b = m.group(1), m.group(2)
-        if a[0] == b[0]:
+        options = tuple(m.group(1).split("/"))
+        firsts = [o[0] for o in options]
+        if len(set(firsts)) < len(firsts):
             raise ValueError(
-                f"structured.blanks[{number - 1}] {sentence!r}: the options {a!r} and {b!r} "
-                "start with the same character, so the theory's bounds (at the chosen word's "
-                "first character) do not apply; pick options that differ at once"
+                f"structured.blanks[{number - 1}] {sentence!r}: the options "
+                f"{', '.join(map(repr, options))}: two of them start with the same character, "
+                "so the theory's bounds (at the chosen word's first character) do not apply; "
+                "pick options that differ at once"
             )
-        parsed.append(Blank(number, sentence[: m.start()], (a, b), sentence[m.end() :]))
+        parsed.append(Blank(number, sentence[: m.start()], options, sentence[m.end() :]))
     if not parsed:
         raise ValueError("structured.blanks is empty")
     start = prefill.find("1. ")
     if start < 0:
         raise ValueError(f"structured.prefill {prefill!r} must contain the first line's '1. '")
     form = Form(prompt, tuple(parsed), prefill, prefill[:start])
+    rendered = Counter(form.answer(c)[0] for c in form.choice_lists())
+    if len(rendered) != len(form.choice_lists()):
+        twice = next(t for t, n in rendered.items() if n > 1)
+        raise ValueError(f"structured.blanks: two choices render the same answer {twice!r}")
     common = form.head + f"1. {parsed[0].before}"
     if not common.startswith(prefill):
         raise ValueError(
@@ -224,7 +235,9 @@ def run_sampling(
     journal_dir: Path,
 ) -> pl.DataFrame:
     """Load the engine and sample the form (what the Snakemake script calls)."""
-    backend = load_backend(backend_name, model_path, EngineSettings(**engine), revision)
+    from critical_windows import structured_exact
+
+    backend = structured_exact.load_engine(model_path, revision, backend_name, engine, form)
     context = f"{model_path}|{revision}|{backend.name}|{code}"
     return sample_answers(
         backend,
@@ -249,6 +262,8 @@ CURVES = pa.schema(
         ("prefix_chars", pa.int32()),  # p = floor(grid * len(string))
         ("n_prefix", pa.int32()),  # conforming samples that start with string[:p]
         ("p_same", pa.float64()),  # count / n_prefix
+        ("wilson_lo", pa.float64()),  # 95% Wilson interval of p_same
+        ("wilson_hi", pa.float64()),
     ]
 )
 
@@ -280,32 +295,48 @@ def grid_points(step: float) -> int:
     return k
 
 
-def estimate(
-    samples: pl.DataFrame, form: Form, grid_step: float
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """(CURVES, BLANKS, conformance) of the conforming samples."""
-    k = grid_points(grid_step)
-    conforming = samples.filter("conforming")
-    counts = Counter(conforming["string"].to_list())
-    ranked = sorted(counts.items(), key=lambda sc: (-sc[1], sc[0]))
-    curve_rows: list[dict[str, Any]] = []
-    blank_rows: list[dict[str, Any]] = []
-    for rank, (s, count) in enumerate(ranked, 1):
-        n = len(s)
+def wilson(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score interval of a proportion (95% by default); (0, 1) when n is 0."""
+    if n == 0:
+        return 0.0, 1.0
+    phat = successes / n
+    denom = 1 + z * z / n
+    centre = (phat + z * z / (2 * n)) / denom
+    half = z * (phat * (1 - phat) / n + z * z / (4 * n * n)) ** 0.5 / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def curve_rows(
+    weights: Mapping[str, float], form: Form, k: int, ranks: Mapping[str, int] | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """P(s | s[:p]) on a grid of `k` steps and the bounds per blank, for every string of
+    `weights` (a count or a probability per conforming string; zero weights are skipped).
+
+    P(s | s[:p]) = w(s) / (total weight of the strings starting with s[:p]). Each rise of
+    the curve is assigned to the blank whose bounds are nearest. `ranks` numbers the strings
+    (default: by weight, then text). Rows use the generic names ``weight`` and
+    ``prefix_weight``; `estimate` and `structured_exact` rename them."""
+    items = [(t, w) for t, w in weights.items() if w > 0]
+    if ranks is None:
+        ranks = {t: r for r, (t, _) in enumerate(sorted(items, key=lambda x: (-x[1], x[0])), 1)}
+    curves: list[dict[str, Any]] = []
+    blanks: list[dict[str, Any]] = []
+    for s, weight in sorted(items, key=lambda x: ranks[x[0]]):
+        rank, n = ranks[s], len(s)
         ps = []
         for i in range(k + 1):
             p = i * n // k
-            n_prefix = sum(c for t, c in counts.items() if t.startswith(s[:p]))
-            ps.append(count / n_prefix)
-            curve_rows.append(
+            prefix_weight = sum(w for t, w in items if t.startswith(s[:p]))
+            ps.append(weight / prefix_weight)
+            curves.append(
                 {
                     "rank": rank,
                     "string": s,
-                    "count": count,
+                    "weight": weight,
                     "grid": i / k,
                     "prefix_chars": p,
-                    "n_prefix": n_prefix,
-                    "p_same": count / n_prefix,
+                    "prefix_weight": prefix_weight,
+                    "p_same": weight / prefix_weight,
                 }
             )
         choice_idx = form.choices_of(s)
@@ -319,25 +350,46 @@ def estimate(
             assigned.setdefault(dist.index(min(dist)), []).append((i, r))
         for j, (b, pos, (lo, hi)) in enumerate(zip(form.blanks, positions, bounds, strict=True)):
             steps = assigned.get(j, [])
-            other = s[:pos] + b.options[1 - choice_idx[j]][0]
-            blank_rows.append(
+            blanks.append(
                 {
                     "rank": rank,
                     "string": s,
-                    "count": count,
+                    "weight": weight,
                     "blank": b.number,
                     "option": b.options[choice_idx[j]],
                     "position": pos,
                     "length": n,
                     "t_lower": lo / k,
                     "t_upper": hi / k,
-                    "alternatives": sum(c for t, c in counts.items() if t.startswith(other)),
+                    "alternatives": sum(
+                        w for t, w in items if t.startswith(s[:pos]) and t[pos] != s[pos]
+                    ),
                     "jump_lo": (min(i for i, _ in steps) - 1) / k if steps else None,
                     "jump_hi": max(i for i, _ in steps) / k if steps else None,
                     "rise": sum(r for _, r in steps) if steps else None,
                     "inside": all(lo <= i - 1 and i <= hi for i, _ in steps) if steps else None,
                 }
             )
+    return curves, blanks
+
+
+def estimate(
+    samples: pl.DataFrame,
+    form: Form,
+    grid_step: float,
+    ranks: Mapping[str, int] | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(CURVES, BLANKS, conformance) of the conforming samples; `ranks` as in `curve_rows`."""
+    k = grid_points(grid_step)
+    conforming = samples.filter("conforming")
+    counts = Counter(conforming["string"].to_list())
+    curves, blanks = curve_rows(counts, form, k, ranks)
+    for row in curves:
+        row["count"] = row.pop("weight")
+        row["n_prefix"] = row.pop("prefix_weight")
+        row["wilson_lo"], row["wilson_hi"] = wilson(row["count"], row["n_prefix"])
+    for row in blanks:
+        row["count"] = row.pop("weight")
     conformance = pl.DataFrame(
         {
             "samples": [samples.height],
@@ -355,110 +407,6 @@ def estimate(
             ],
         }
     )
-    curves = pl.from_arrow(pa.Table.from_pylist(curve_rows, schema=CURVES))
-    blanks = pl.from_arrow(pa.Table.from_pylist(blank_rows, schema=BLANKS))
-    return curves, blanks, conformance  # type: ignore[return-value]
-
-
-# --- the figure --------------------------------------------------------------------------
-
-
-def string_chart(
-    rank: int, curves: pl.DataFrame, blanks: pl.DataFrame, conformance: pl.DataFrame
-) -> alt.TopLevelMixin:
-    """P(s | prefix) of the string of `rank`, with T_lower and T_upper of every blank."""
-    curve = curves.filter(pl.col("rank") == rank)
-    conforming = int(conformance["conforming"][0])
-    if curve.is_empty():
-        return (
-            alt.Chart(
-                pl.DataFrame(
-                    {
-                        "text": [
-                            f"no conforming string of rank {rank} ({conforming} conforming samples)"
-                        ]
-                    }
-                )
-            )
-            .mark_text(size=14)
-            .encode(text="text:N")
-            .properties(width=500, height=60)
-        )
-    bounds = blanks.filter(pl.col("rank") == rank)
-    p_at = dict(zip(curve["grid"].round(6), curve["p_same"], strict=True))
-    points = pl.concat(
-        [
-            bounds.select(
-                "blank",
-                "option",
-                bound=pl.lit(name),
-                grid=pl.col(col),
-            )
-            for name, col in (("T_lower", "t_lower"), ("T_upper", "t_upper"))
-        ]
-    ).with_columns(p_same=pl.col("grid").round(6).replace_strict(p_at, return_dtype=pl.Float64))
-    x = alt.X(
-        "grid:Q", title="fraction of the string kept, p / len(s)", scale=alt.Scale(domain=[0, 1])
-    )
-    y = alt.Y("p_same:Q", title="P(s | s[:p])", scale=alt.Scale(domain=[0, 1.05]))
-    spans = (
-        alt.Chart(bounds)
-        .mark_rect(color="#bbbbbb", opacity=0.3)
-        .encode(x=alt.X("t_lower:Q"), x2="t_upper:Q")
-    )
-    labels = (
-        alt.Chart(
-            bounds.with_columns(mid=(pl.col("t_lower") + pl.col("t_upper")) / 2, y=pl.lit(1.03))
-        )
-        .mark_text(fontSize=10)
-        .encode(x="mid:Q", y="y:Q", text="option:N")
-    )
-    line = (
-        alt.Chart(curve)
-        .mark_line(color="black", interpolate="step-after")
-        .encode(x=x, y=y, tooltip=["grid", "prefix_chars", "n_prefix", "p_same"])
-    )
-    marks = (
-        alt.Chart(points)
-        .mark_point(size=60, filled=True)
-        .encode(
-            x="grid:Q",
-            y="p_same:Q",
-            color=alt.Color(
-                "bound:N",
-                title=None,
-                scale=alt.Scale(domain=["T_lower", "T_upper"], range=["#f4a261", "#1d3557"]),
-            ),
-            shape=alt.Shape(
-                "bound:N", scale=alt.Scale(domain=["T_lower", "T_upper"], range=["circle", "cross"])
-            ),
-            tooltip=["blank", "option", "bound", "grid", "p_same"],
-        )
-    )
-    count = int(curve["count"][0])
-    string = curve["string"][0]
-    return alt.layer(spans, labels, line, marks).properties(
-        width=560,
-        height=260,
-        title=alt.Title(
-            f"String #{rank}: {count} of {conforming} conforming samples",
-            subtitle=[line_ for line_ in string.split("\n") if line_],
-        ),
-    )
-
-
-def render_string(
-    rank: int,
-    curves: pl.DataFrame,
-    blanks: pl.DataFrame,
-    conformance: pl.DataFrame,
-    html: str | os.PathLike[str],
-    png: str | os.PathLike[str],
-    scale: float = 2.0,
-) -> None:
-    """Write the figure of the string of `rank` as self-contained HTML and as PNG."""
-    chart = string_chart(rank, curves, blanks, conformance)
-    write_atomic(html, chart.to_html(inline=True))
-    buffer = io.BytesIO()
-    chart.save(buffer, format="png", scale_factor=scale)
-    write_atomic(png, buffer.getvalue())
+    curves_df = pl.from_arrow(pa.Table.from_pylist(curves, schema=CURVES))
+    blanks_df = pl.from_arrow(pa.Table.from_pylist(blanks, schema=BLANKS))
+    return curves_df, blanks_df, conformance  # type: ignore[return-value]

@@ -218,7 +218,7 @@ def structured_targets():
     targets = expand(
         "results/structured/{model}/{name}",
         model=MODELS,
-        name=["blanks.csv", "conformance.csv"],
+        name=["blanks.csv", "conformance.csv", "inside.csv", "summary.csv"],
     )
     return targets + expand(
         "results/structured/{model}/figures/string_{rank}.{ext}",

@@ -1,5 +1,7 @@
-# The structured-output experiment (METHOD.md §3): fill-in-the-blank answers sampled many
-# times, P(s | prefix) of each distinct answer against the theory's bounds per blank.
+# The structured-output experiment (METHOD.md §3): a fill-in-the-blank form answered by the
+# unconstrained model (how often it keeps the form) and by a sampler constrained to the
+# form; the exact P(s | prefix) of every string by teacher forcing beside the constrained
+# samples' estimate, against the theory's bounds per blank.
 
 STRUCTURED = config["structured"]
 STRUCTURED_FORM = {k: STRUCTURED[k] for k in ("prompt", "blanks", "prefill")}
@@ -37,16 +39,57 @@ rule sample_structured_answers:
         top_p=config["sampling"]["top_p"],
         seed=config["seed"],
         journal=lambda w: f"results/structured/{w.model}/.journal",
-        code=code_version("backends", "journal", "prompts", "structured"),
+        code=code_version(
+            "backends", "journal", "prompts", "structured", "structured_exact"
+        ),
     script:
         "../scripts/sample_structured_answers.py"
 
 
+rule constrain_structured_answers:
+    input:
+        model=model_input,
+    output:
+        samples="results/structured/{model}/constrained.parquet",
+        exact="results/structured/{model}/exact.parquet",
+        agreement="results/structured/{model}/agreement.json",
+    log:
+        "results/logs/structured/{model}/constrain_structured_answers.log",
+    benchmark:
+        "results/benchmarks/structured/{model}/constrain_structured_answers.tsv"
+    conda:
+        "../envs/critical-windows.yaml"
+    resources:
+        gpu=1,
+        mem_mb=lambda wc, attempt: 16000 * attempt,
+        runtime=lambda wc, attempt: 120 * attempt,
+    params:
+        model_path=model_path,
+        revision=lambda w: MODELS[w.model].get("revision"),
+        backend=config["backend"],
+        engine=config["engine"],
+        form=STRUCTURED_FORM,
+        samples=STRUCTURED["constrained_samples"],
+        samples_per_request=STRUCTURED["samples_per_request"],
+        temperature=config["sampling"]["temperature"],
+        top_p=config["sampling"]["top_p"],
+        seed=config["seed"],
+        journal=lambda w: f"results/structured/{w.model}/.journal_constrained",
+        code=code_version(
+            "backends", "journal", "prompts", "structured", "structured_exact"
+        ),
+    script:
+        "../scripts/constrain_structured_answers.py"
+
+
 rule estimate_structured_curves:
     input:
-        "results/structured/{model}/samples.parquet",
+        samples="results/structured/{model}/samples.parquet",
+        constrained="results/structured/{model}/constrained.parquet",
+        exact="results/structured/{model}/exact.parquet",
     output:
         curves="results/structured/{model}/curves.parquet",
+        exact_curves="results/structured/{model}/exact_curves.parquet",
         blanks="results/structured/{model}/blanks.parquet",
         blanks_csv=report(
             "results/structured/{model}/blanks.csv",
@@ -54,7 +97,14 @@ rule estimate_structured_curves:
             category="Structured output",
             subcategory="{model}",
         ),
+        inside="results/structured/{model}/inside.csv",
         conformance="results/structured/{model}/conformance.csv",
+        summary=report(
+            "results/structured/{model}/summary.csv",
+            caption="../report/structured_summary.rst",
+            category="Structured output",
+            subcategory="{model}",
+        ),
     log:
         "results/logs/structured/{model}/estimate_structured_curves.log",
     benchmark:
@@ -64,7 +114,7 @@ rule estimate_structured_curves:
     params:
         form=STRUCTURED_FORM,
         grid_step=STRUCTURED["grid_step"],
-        code=code_version("structured"),
+        code=code_version("structured", "structured_exact"),
     script:
         "../scripts/estimate_structured_curves.py"
 
@@ -72,8 +122,8 @@ rule estimate_structured_curves:
 rule plot_structured_string:
     input:
         curves="results/structured/{model}/curves.parquet",
+        exact_curves="results/structured/{model}/exact_curves.parquet",
         blanks="results/structured/{model}/blanks.parquet",
-        conformance="results/structured/{model}/conformance.csv",
     output:
         html="results/structured/{model}/figures/string_{rank}.html",
         png=report(
@@ -90,6 +140,6 @@ rule plot_structured_string:
     conda:
         "../envs/critical-windows.yaml"
     params:
-        code=code_version("structured", "summary"),
+        code=code_version("structured", "structured_exact", "summary"),
     script:
         "../scripts/plot_structured_string.py"

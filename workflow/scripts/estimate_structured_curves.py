@@ -1,4 +1,5 @@
-"""Rule estimate_structured_curves: P(s | prefix) per distinct answer, and bounds per blank."""
+"""Rule estimate_structured_curves: the exact and the sampled P(s | prefix) of every string,
+the theory's bounds per blank for both, conformance of the unconstrained samples."""
 
 import sys
 
@@ -6,19 +7,27 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)  # noqa: SIM1
 
 import polars as pl  # noqa: E402
 
-from critical_windows import structured, tables  # noqa: E402
+from critical_windows import structured, structured_exact, tables  # noqa: E402
 from critical_windows.summary import write_atomic  # noqa: E402
 
 p = snakemake.params
-samples = tables.read_table(snakemake.input[0], structured.SAMPLES)
-curves, blanks, conformance = structured.estimate(
-    samples, structured.make_form(**p.form), p.grid_step
+i, o = snakemake.input, snakemake.output
+out = structured_exact.compare(
+    tables.read_table(i.samples, structured.SAMPLES),
+    tables.read_table(i.constrained, structured.SAMPLES),
+    tables.read_table(i.exact, structured_exact.EXACT),
+    structured.make_form(**p.form),
+    p.grid_step,
 )
 meta = {"grid_step": p.grid_step}
-tables.write_table(curves, snakemake.output.curves, structured.CURVES, meta)
-tables.write_table(blanks, snakemake.output.blanks, structured.BLANKS, meta)
-write_atomic(snakemake.output.blanks_csv, blanks.write_csv())
-write_atomic(snakemake.output.conformance, conformance.write_csv())
-with pl.Config(tbl_rows=40, tbl_cols=-1, tbl_width_chars=200):
-    print(conformance)
-    print(blanks.drop("string"))
+tables.write_table(out["curves"], o.curves, structured.CURVES, meta)
+tables.write_table(out["exact_curves"], o.exact_curves, structured_exact.EXACT_CURVES, meta)
+tables.write_table(out["bounds"], o.blanks, structured_exact.BOUNDS, meta)
+write_atomic(o.blanks_csv, out["bounds"].write_csv())
+write_atomic(o.inside, out["inside"].write_csv())
+write_atomic(o.conformance, out["conformance"].write_csv())
+write_atomic(o.summary, out["summary"].write_csv())
+with pl.Config(tbl_rows=200, tbl_cols=-1, tbl_width_chars=250):
+    print(out["summary"])
+    print(out["inside"])
+    print(out["bounds"].drop("string"))
