@@ -517,3 +517,58 @@ def test_the_run_summary_states_the_disagreement_rate(tmp_path: Path) -> None:
     text = audit.markdown(rates)
     assert f"| math | {n} | {k} | {k / n:.3f} |" in text
     assert "No MATH answers were compared." in audit.markdown(audit.rates_of_graded([]))
+
+
+MINI_SNAKEFILE = """\
+from snakemake.utils import validate
+
+
+configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/grading.smk"
+"""
+
+
+@pytest.mark.slow
+def test_the_grading_rule_writes_the_audit(tmp_path: Path) -> None:
+    """grade_answers on a fake upstream: the audit CSV is a declared output, and the graded
+    table carries the counts the run's summary reads."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    (tmp_path / "src").symlink_to(ROOT / "src")
+    (tmp_path / "workflow").symlink_to(ROOT / "workflow")
+    (tmp_path / "Snakefile").write_text(MINI_SNAKEFILE)
+    (tmp_path / "config.yaml").write_text(
+        "models: {fake: {path: embedded}}\ndatasets: [math]\nshards: 1\n"
+    )
+    run = tmp_path / "results" / "fake" / "math"
+    run.mkdir(parents=True)
+    questions = _questions("\\frac{1}{2}").with_columns(pl.lit("math").alias("dataset"))
+    tables.write_table(questions, tmp_path / "results/datasets/math.parquet", tables.QUESTIONS)
+    tables.write_table(_elicited(ROWS), run / "elicited.parquet", tables.ELICITED)
+    snakemake = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
+    done = subprocess.run(
+        [snakemake, "--cores", "1", "results/fake/math/grading_audit.csv"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    found = pl.read_csv(run / "grading_audit.csv")
+    assert found.columns == list(audit.AUDIT_COLUMNS)
+    assert ("\\frac{1}{2}", "\\frac{2}{4}") in found.select("reference", "answer").rows()
+    rates = audit.rates_of_graded([run / "graded.parquet"])
+    assert rates["n_disagree"].to_list() == [found.height]
+    graded = tables.read_table(run / "graded.parquet", tables.GRADED)
+    assert graded.filter(pl.col("question_id") == "m1")["gold_missing_reason"].to_list() == [
+        "gold_unparseable"
+    ]
