@@ -259,6 +259,7 @@ TEN_ROWS = [
 ]  # fmt: skip
 SERVED_CONFIG = {
     **TINY_CONFIG,
+    "questions_per_dataset": 1,
     "datasets": ["arc_easy", TEN_OPTIONS],
     "backend": "openai",
     "models": {"smollm2": {"path": "embedded", "served_model": "smollm2"}},
@@ -281,11 +282,14 @@ def test_tiny_config_through_the_server_equals_the_in_process_backend(
         tmp_path / "served", {**SERVED_CONFIG, "server": {"url": vllm_server}}, embedded_model
     )
     snakemake(served)
-    assert (served / "results/smollm2/summary.csv").is_file()
-    assert (served / "results/smollm2/figures").is_dir()
+    summary = pl.read_csv(served / "results/smollm2/summary.csv")
+    assert summary["dataset"].to_list() == ["arc_easy", "ten", "all"]
+    assert (served / "results/smollm2/figures/accuracy.png").is_file()
     ten = pl.read_parquet(served / "results/datasets/ten.parquet")
-    assert ten["choices"].list.len().to_list() == [10, 10]
+    assert ten["choices"].list.len().to_list() == [10]
     assert ten["problem"].str.contains("(J) ", literal=True).all()
+    graded = pl.read_parquet(served / "results/smollm2/ten/graded.parquet")
+    assert graded.height > 0
     local = workdir(tmp_path / "local", {**SERVED_CONFIG, "backend": "vllm"}, embedded_model)
     names = ["arc_easy", "ten"]
     snakemake(local, *[f"results/smollm2/{d}/base.parquet" for d in names])
@@ -316,3 +320,14 @@ def test_a_server_serving_another_model_is_named_at_the_start(
         f"models.smollm2.served_model: the server at {vllm_server} serves ['smollm2'], "
         "not 'qwen'" in proc.stdout + proc.stderr
     )
+
+
+def test_logprobs_are_read_by_token_id() -> None:
+    block = {
+        "tokens": ["token_id:7", "token_id:9", "token_id:2"],
+        "top_logprobs": [{"token_id:7": -0.5, "token_id:3": -1.5}, {"token_id:9": -0.25}, None],
+    }
+    assert srv._logprobs(block, 2) == ({7: -0.5, 3: -1.5}, {9: -0.25})
+    assert srv._logprobs(None, 2) is None
+    with pytest.raises(srv.ServerError, match="not as token ids"):
+        srv._logprobs({"top_logprobs": [{"Paris": -0.1}]}, 1)
