@@ -189,6 +189,40 @@ WINDOWS = pa.schema(
     ]
 )
 
+# Answer distributions beside P(f) (issue #14, critical_windows.distributions): per
+# question and level (f = 1: the original), the sampled distribution and the logprob readout.
+LEVEL_DISTRIBUTIONS = pa.schema(
+    [
+        ("dataset", _STR),
+        ("question_id", _STR),
+        ("level", pa.float64()),
+        ("answers", pa.list_(_STR)),  # the graded continuations' answers, sorted
+        ("shares", pa.list_(pa.float64())),  # their shares (missing answers left out)
+        ("entropy", pa.float64()),  # of the sampled distribution, in nats
+        ("tv_step", pa.float64()),  # total variation to the previous level's distribution
+        ("kl_step", pa.float64()),  # KL(this || previous), smoothed (distributions.KL_ALPHA)
+        ("p_orig_forced", pa.float64()),  # logprob readout of the stump: P(original answer)
+        ("p_orig_resampled", pa.float64()),  # its mean over the level's continuations
+        ("forced_entropy", pa.float64()),  # of the stump's letter distribution
+        ("forced_tv_step", pa.float64()),  # its total variation to the previous level's
+    ]
+)
+
+# Per question: the window rule on the forced (logprob) curve and its gap to P(f).
+READOUT_WINDOWS = pa.schema(
+    [
+        ("dataset", _STR),
+        ("question_id", _STR),
+        ("forced_gap", pa.float64()),  # mean |p_orig_forced - P(f)| over the sampled levels
+        ("n_forced_levels", _INT),  # levels with a forced P(original answer), f = 1 included
+        ("forced_level_lo", pa.float64()),  # the step of the largest rise of the forced curve
+        ("forced_level_hi", pa.float64()),
+        ("forced_jump", pa.float64()),
+        ("forced_max_drop", pa.float64()),
+        ("forced_has_window", pa.bool_()),  # rise > jump and no fall > drop
+    ]
+)
+
 # Per-cut importance (issue #17): what adding the text between a cut and the next one does
 # to the answer, in Thought Anchors' resampling terms.
 IMPORTANCE = pa.schema(

@@ -3,8 +3,15 @@ rule detect_windows:
         graded=model_tables("graded"),
         truncated=model_tables("truncated"),
         base=model_tables("base"),
+        elicited=model_tables("elicited"),
     output:
         curves=expand("results/{{model}}/{dataset}/curves.parquet", dataset=DATASETS),
+        distributions=expand(
+            "results/{{model}}/{dataset}/distributions.parquet", dataset=DATASETS
+        ),
+        readout_windows=expand(
+            "results/{{model}}/{dataset}/readout_windows.parquet", dataset=DATASETS
+        ),
         windows=expand("results/{{model}}/{dataset}/windows.parquet", dataset=DATASETS),
         importance=expand(
             "results/{{model}}/{dataset}/importance.parquet", dataset=DATASETS

@@ -6,7 +6,7 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
 import polars as pl
 
-from critical_windows import importance, tables, windows
+from critical_windows import distributions, importance, tables, windows
 
 
 def read(paths, schema):
@@ -26,18 +26,26 @@ curves, found = windows.detect(
     **rule,
 )
 scores = importance.importance(graded, curves, seed=params.seed)
+# Answer distributions beside P(f), and the forced (logprob) curve's window call and gap.
+elicited = read(snakemake.input.elicited, tables.ELICITED)
+levels = distributions.level_distributions(graded, elicited)
+readout = distributions.readout_windows(levels, curves, jump=params.jump, drop=params.drop)
 meta = {"jump": params.jump, "drop": params.drop, "fdr": params.fdr, **rule}
-for dataset, curve_path, window_path, importance_path in zip(
+for dataset, curve_path, window_path, importance_path, dist_path, readout_path in zip(
     params.datasets,
     snakemake.output.curves,
     snakemake.output.windows,
     snakemake.output.importance,
+    snakemake.output.distributions,
+    snakemake.output.readout_windows,
     strict=True,
 ):
     mine = pl.col("dataset") == dataset
     tables.write_table(curves.filter(mine), curve_path, tables.CURVES, meta)
     tables.write_table(found.filter(mine), window_path, tables.WINDOWS, meta)
     tables.write_table(scores.filter(mine), importance_path, tables.IMPORTANCE, meta)
+    tables.write_table(levels.filter(mine), dist_path, tables.LEVEL_DISTRIBUTIONS, meta)
+    tables.write_table(readout.filter(mine), readout_path, tables.READOUT_WINDOWS, meta)
     w = found.filter(mine)
     print(
         f"{dataset}: {w.height} questions, {w['has_window'].sum()} with a window, "
