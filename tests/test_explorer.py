@@ -149,3 +149,29 @@ def test_filters_preset_in_the_address_hide_other_questions(page, tmp_path):
     assert f'data-shown="{want}"' in dom and 0 < want < len(data["questions"])
     visible = re.findall(r'<section class="card"[^>]*>', dom)
     assert sum("hidden" not in tag for tag in visible) == want
+
+
+def test_units_carry_their_importance_and_the_window():
+    text = "First we add. Then we carry the one. So the sum is 12. The answer is (B)."
+    starts = [text.index(s) for s in ("Then", "So", "The answer")]
+    rows = [
+        {
+            "char_start": a,
+            "char_end": b,
+            "unit_index": i + 1,
+            "delta_p": d,
+            "delta_p_low": d - 0.2,
+            "delta_p_high": d + 0.2,
+            "kl": k,
+        }
+        for i, (a, b, d, k) in enumerate(
+            zip(starts, [*starts[1:], len(text)], [0.1, 0.6, 0.0], [0.05, 1.2, 0.0], strict=True)
+        )
+    ]
+    window = (starts[1], starts[2])
+    units = explorer.units(text, rows, window)
+    assert "".join(u[0] for u in units) == text
+    assert units[0] == ["First we add. ", 0, None, None, None, None, False]
+    assert [u[1] for u in units] == [0, 1, 2, 3]
+    assert [u[0] for u in units if u[6]] == ["So the sum is 12. "]
+    assert units[2][2] == 0.6 and units[2][5] == 1.2

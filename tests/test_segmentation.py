@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import TINY_CONFIG, make_workdir, snakemake
 
 from critical_windows import segmentation, tables
 from critical_windows.generation import truncate_responses
@@ -222,3 +225,60 @@ def test_truncate_at_sentences(tokenizer) -> None:
             assert text[: row["char_offset"]] == row["prefix_text"]
     fraction = truncate_responses(base, [0.5], tokenizer, {"unit": "fraction"})
     assert fraction["unit_index"].is_null().all() and fraction["level"].unique().to_list() == [0.5]
+
+
+@pytest.mark.slow
+def test_sentence_cuts_end_to_end(tmp_path: Path, embedded_model: Path) -> None:
+    """config/steps.yaml's settings on the tiny run: sentence cuts, the span rule, the
+    importance table, the explorer's unit view and the window-position figure."""
+    config = {
+        **TINY_CONFIG,
+        "cuts": {"unit": "sentence", "max": 3},
+        "windows": {"rule": "span", "jump": 0.5, "drop": 0.3, "fdr": 0.05},
+    }
+    work = make_workdir(tmp_path / "run", config, embedded_model)
+    out = "results/smollm2"
+    snakemake(
+        work,
+        f"{out}/explorer.html",
+        f"{out}/figures/window_positions.png",
+        f"{out}/summary.csv",
+    )
+    for dataset in TINY_CONFIG["datasets"]:
+        run = work / out / dataset
+        base = tables.read_table(run / "base.parquet", tables.BASE)
+        cut = tables.read_table(run / "truncated.parquet", tables.TRUNCATED)
+        assert cut.height and cut["unit_index"].is_not_null().all()
+        assert set(cut["level"].to_list()).isdisjoint(TINY_CONFIG["levels"])
+        for row in cut.join(base, on="question_id").iter_rows(named=True):
+            units = segment(row["response_text"], "sentence")
+            assert row["n_units"] == len(units) and row["level"] < 1
+            # the prefix ends where the unit before the cut ends
+            before = units[row["unit_index"] - 1]
+            assert row["prefix_text"].rstrip() == row["response_text"][: before.content_end]
+        curves = tables.read_table(run / "curves.parquet", tables.CURVES)
+        merged = curves.filter(pl.col("level") < 1).join(
+            cut, on=["question_id", "level"], suffix="_cut"
+        )
+        assert merged.height == curves.filter(pl.col("level") < 1).height
+        assert (merged["unit_index"] == merged["unit_index_cut"]).all()
+        assert (merged["char_offset"] == merged["char_offset_cut"]).all()
+        scores = tables.read_table(run / "importance.parquet", tables.IMPORTANCE)
+        n_defined = (
+            curves.filter(pl.col("p_consistent").is_not_null()).group_by("question_id").len()
+        )
+        assert scores.height == int((n_defined["len"] - 1).clip(lower_bound=0).sum())
+        assert scores["delta_p"].is_not_null().all() and (scores["kl"] >= 0).all()
+        assert (scores["delta_p_low"] <= scores["delta_p"]).all()
+        windows = tables.read_table(run / "windows.parquet", tables.WINDOWS)
+        assert (windows["n_units"] >= 1).all()
+        assert windows.filter(pl.col("has_window"))["unit_start"].is_not_null().all()
+    page = (work / out / "explorer.html").read_text()
+    data = json.loads(
+        re.search(r'<script type="application/json" id="data">(.*?)</script>', page, re.S)[1]
+    )
+    assert any(q["units"] for q in data["questions"])
+    for q in data["questions"]:
+        if q["units"]:
+            assert "".join(u[0] for u in q["units"]) == "".join(s[0] for s in q["segments"])
+    assert (work / out / "figures/window_positions.png").stat().st_size > 1000

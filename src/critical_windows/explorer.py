@@ -61,14 +61,43 @@ def segments(text: str, cuts: list[tuple[float, int]], window: tuple[int, int] |
     return out
 
 
+def units(
+    text: str, scores: list[dict[str, Any]], window: tuple[int, int] | None
+) -> list[list[Any]]:
+    """The text between consecutive cuts, each piece with its importance (an IMPORTANCE
+    row): [text, unit index, delta_p, its interval, kl, inside the window]. The text before
+    the first cut has no score."""
+    out: list[list[Any]] = []
+    pieces = sorted(scores, key=lambda r: r["char_start"])
+    if pieces and pieces[0]["char_start"] > 0:
+        out.append([text[: pieces[0]["char_start"]], 0, None, None, None, None, False])
+    for r in pieces:
+        a, b = r["char_start"], r["char_end"]
+        inside = window is not None and window[0] <= a and b <= window[1]
+        out.append(
+            [
+                text[a:b],
+                r["unit_index"],
+                r["delta_p"],
+                r["delta_p_low"],
+                r["delta_p_high"],
+                r["kl"],
+                inside,
+            ]
+        )
+    return out
+
+
 def records(
     questions: pl.DataFrame,
     base: pl.DataFrame,
     truncated: pl.DataFrame,
     curves: pl.DataFrame,
     windows: pl.DataFrame,
+    importance: pl.DataFrame | None = None,
 ) -> list[dict[str, Any]]:
-    """One JSON-ready record per question of `windows`."""
+    """One JSON-ready record per question of `windows`; with an IMPORTANCE frame, also the
+    response split at its cuts with each piece's importance (`units`)."""
     ids = windows.select("question_id")
 
     def mine(df: pl.DataFrame) -> pl.DataFrame:
@@ -104,6 +133,10 @@ def records(
         )
     )
     curve_of = dict(points.iter_rows())
+    scores_of: dict[str, list[dict[str, Any]]] = {}
+    if importance is not None:
+        for r in mine(importance).iter_rows(named=True):
+            scores_of.setdefault(r["question_id"], []).append(r)
     out = []
     for w in windows.iter_rows(named=True):
         qid = w["question_id"]
@@ -126,6 +159,7 @@ def records(
                 "jump": w["jump"],
                 "q": w["q_value"],
                 "segments": segments(text, cut_of.get(qid, []), span),
+                "units": units(text, scores_of[qid], span) if qid in scores_of else None,
                 "curve": [
                     [
                         c["level"],
@@ -152,6 +186,7 @@ def build(
     curves: pl.DataFrame,
     windows: pl.DataFrame,
     per_dataset: int = QUESTIONS_PER_DATASET,
+    importance: pl.DataFrame | None = None,
 ) -> str:
     """The explorer page of one run, showing up to `per_dataset` questions per dataset."""
     shown = pick(windows, per_dataset)
@@ -161,7 +196,10 @@ def build(
         "datasets": sorted(windows["dataset"].unique().to_list()),
         "per_dataset": per_dataset,
     }
-    data = {"meta": meta, "questions": records(questions, base, truncated, curves, shown)}
+    data = {
+        "meta": meta,
+        "questions": records(questions, base, truncated, curves, shown, importance),
+    }
     return page(f"Critical windows: {model}", data, style=_STYLE, filters=_FILTERS, script=_SCRIPT)
 
 
@@ -437,6 +475,9 @@ details { margin-top: 6px; }
   border: 1px solid #eee; padding: 8px; margin-top: 6px; max-height: 320px; overflow: auto;
 }
 .response mark { background: var(--win); }
+.units .unit { border-radius: 2px; }
+.units .unit.inside { outline: 2px solid #f59f00; }
+.legend { color: var(--muted); font-size: 12px; margin-top: 6px; }
 """
 
 _FILTERS = (
@@ -519,7 +560,30 @@ _SCRIPT = r"""
     problem.appendChild(el("summary", {}, "question"));
     problem.appendChild(el("div", { class: "response" }, q.problem));
     marked(node.appendChild(el("div", { class: "response" })), q.segments, "cut at f = ");
+    if (q.units) { node.appendChild(importanceView(q)); }
     return node;
+  }
+
+  // the response split at its cuts, each piece shaded by the change in P it brings (green:
+  // a rise, red: a fall) and outlined inside the window; units: [text, unit, dP, dP low,
+  // dP high, KL, inside]
+  function importanceView(q) {
+    var box = el("details", { class: "importance", open: "" });
+    box.appendChild(el("summary", {}, "importance of each unit (change in P to the next cut)"));
+    var text = box.appendChild(el("div", { class: "response units" }));
+    q.units.forEach(function (u) {
+      var attrs = { class: "unit" + (u[6] ? " inside" : ""), "data-unit": u[1] };
+      if (u[2] !== null) {
+        var a = Math.min(1, Math.abs(u[2])) * 0.7;
+        attrs.style = "background: rgba(" + (u[2] >= 0 ? "43,138,62," : "201,42,42,") + a + ")";
+        attrs.title = "unit " + u[1] + ": ΔP = " + fmt(u[2], 2) + " [" + fmt(u[3], 2) + ", " +
+          fmt(u[4], 2) + "], KL = " + fmt(u[5], 3);
+      }
+      text.appendChild(el("span", attrs, u[0]));
+    });
+    box.appendChild(el("div", { class: "legend" },
+      "green: P rises over the unit, red: it falls (darker: larger); outlined: the window"));
+    return box;
   }
 
   options(document.getElementById("f-dataset"), DATA.meta.datasets);

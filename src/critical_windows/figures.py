@@ -280,13 +280,54 @@ def stump_vs_consistency(curves: pl.DataFrame, windows: pl.DataFrame) -> alt.Top
     )
 
 
+def _histogram(
+    found: pl.DataFrame, values: pl.Expr, title: str, axis: str, color: alt.Color
+) -> alt.Chart:
+    """Windows per bin of `values` (at most 20 bins), stacked by dataset."""
+    data = found.select("dataset", value=values.cast(pl.Float64))
+    v = data["value"].to_numpy()
+    edges = np.histogram_bin_edges(v, bins=min(20, max(1, len(np.unique(v)))))
+    index = np.clip(np.searchsorted(edges, v, side="right") - 1, 0, len(edges) - 2)
+    binned = (
+        data.with_columns(start=pl.Series(edges[index]), end=pl.Series(edges[index + 1]))
+        .group_by("dataset", "start", "end")
+        .agg(windows=pl.len())
+    )
+    return (
+        alt.Chart(binned)
+        .mark_bar()
+        .encode(
+            x=alt.X("start:Q", title=axis, bin="binned"),
+            x2="end:Q",
+            y=alt.Y("sum(windows):Q", title="windows"),
+            color=color,
+            tooltip=["dataset", "start", "end", "windows"],
+        )
+        .properties(width=300, height=240, title=title)
+    )
+
+
 def window_positions(curves: pl.DataFrame, windows: pl.DataFrame) -> alt.TopLevelMixin:
-    """Where windows fall: the step they span, and their length in tokens."""
+    """Where windows fall: the step they span, and their length in tokens; with sentence or
+    step cuts (each response its own levels), where they start as a fraction of the tokens
+    and in units, and their length in units."""
     found = windows.filter(pl.col("has_window").fill_null(False))
     if found.is_empty():
         return _empty("no question has a critical window")
     order = _datasets(windows)
     color = alt.Color("dataset:N", sort=order)
+    if "unit_start" in found.columns and found["unit_start"].is_not_null().any():
+        return alt.hconcat(
+            _histogram(found, pl.col("level_lo"), "Start", "window start (fraction)", color),
+            _histogram(found, pl.col("unit_start"), "Start unit", "first unit inside", color),
+            _histogram(
+                found,
+                pl.col("unit_end") - pl.col("unit_start"),
+                "Length in units",
+                "window length (units)",
+                color,
+            ),
+        ).properties(title="Where critical windows fall")
     steps = (
         found.group_by("dataset", "level_lo", "level_hi")
         .agg(windows=pl.len())

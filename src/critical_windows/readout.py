@@ -27,6 +27,7 @@ renormalised over those letters, and for MATH the greedy answer's sequence log-p
 
 from __future__ import annotations
 
+import math
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -271,11 +272,15 @@ def letter_distribution(
     first_step: Mapping[int, float] | None, letter_ids: Sequence[int]
 ) -> list[float] | None:
     """Probabilities of the letters (in order) from the first step's log-probabilities,
-    renormalised over the valid letters; None when the backend returned none of them."""
-    from critical_windows.distributions import from_logprobs
-
+    renormalised over the valid letters (a letter the backend did not return gets 0); None
+    when it returned none of them. (distributions.from_logprobs, over token ids.)"""
     if first_step is None:
         return None
-    lps = {LETTERS[i]: first_step.get(t) for i, t in enumerate(letter_ids)}
-    dist = from_logprobs(lps)
-    return None if dist is None else [dist[LETTERS[i]] for i in range(len(letter_ids))]
+    lps = [first_step.get(t) for t in letter_ids]
+    finite = [lp for lp in lps if lp is not None and math.isfinite(lp)]
+    if not finite:
+        return None
+    top = max(finite)
+    weights = [math.exp(lp - top) if lp is not None and math.isfinite(lp) else 0.0 for lp in lps]
+    total = sum(weights)
+    return [w / total for w in weights]

@@ -175,7 +175,6 @@ GENERATION_CODE = code_version(
     "journal",
     "prompts",
     "readout",
-    "distributions",
     *(["adaptive", "extraction"] if ADAPTIVE else []),
     *(["server"] if config["backend"] == "openai" else []),
 )

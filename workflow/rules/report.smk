@@ -50,6 +50,7 @@ rule build_explorer:
         truncated=model_tables("truncated"),
         curves=model_tables("curves"),
         windows=model_tables("windows"),
+        importance=model_tables("importance"),
     output:
         html=report(
             "results/{model}/explorer.html",

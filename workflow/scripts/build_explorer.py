@@ -21,6 +21,7 @@ page = explorer.build(
     read(snakemake.input.curves, tables.CURVES),
     read(snakemake.input.windows, tables.WINDOWS),
     per_dataset=snakemake.params.questions_per_dataset,
+    importance=read(snakemake.input.importance, tables.IMPORTANCE),
 )
 summary.write_atomic(snakemake.output.html, page)
 print(f"{len(page) / 1e6:.1f} MB")
