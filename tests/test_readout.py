@@ -235,3 +235,66 @@ def test_elicited_schema_has_the_readout_columns():
     names = tables.ELICITED.names
     assert "answer_probs" in names and "answer_logprob" in names
     assert pl.from_arrow(tables.ELICITED.empty_table()).height == 0
+
+
+@pytest.mark.slow
+def test_forced_logprob_workflow_on_the_synthetic_model(tmp_path: Path) -> None:
+    """Every stage with elicitation forced and answer_readout logprobs: the letter
+    distributions sum to 1, the forced curve is the model's exact P(f), and the scorecard
+    scores it as a screening curve against the planted windows."""
+    from conftest import make_workdir, snakemake
+
+    from critical_windows import tables
+
+    config = {
+        "models": {"synthetic": {"path": "synthetic"}},
+        "datasets": ["arc_easy", "mmlu"],
+        "questions_per_dataset": 8,
+        "engine": {"max_model_len": 16384},
+        "sampling": {"temperature": 0.6, "top_p": 0.9, "max_tokens": 128},
+        "levels": [0.1, 0.5, 0.9],
+        "samples_per_level": 10,
+        "elicitation_max_tokens": 32,
+        "batch_size": 512,
+        "elicitation": "forced",
+        "answer_readout": "logprobs",
+    }
+    work = make_workdir(tmp_path, config)
+    snakemake(work, "results/synthetic/scorecard.csv")
+    res = work / "results/synthetic"
+    elicited = pl.concat(
+        tables.read_table(res / f"{d}/elicited.parquet", tables.ELICITED)
+        for d in config["datasets"]
+    )
+    read = elicited.filter(pl.col("kind") != "direct")
+    assert read.height == 16 * (1 + 3 + 3 * 10)
+    sums = read["answer_probs"].list.sum()
+    assert ((sums - 1.0).abs() < 1e-9).all()
+    assert read["answer_text"].str.starts_with("The answer is (").all()
+    curves = pl.concat(
+        tables.read_table(res / f"{d}/curves.parquet", tables.CURVES) for d in config["datasets"]
+    )
+    assert curves["n_missing"].sum() == 0
+    levels = pl.concat(
+        tables.read_table(res / f"{d}/distributions.parquet", tables.LEVEL_DISTRIBUTIONS)
+        for d in config["datasets"]
+    )
+    truth = tables.read_table(res / "truth.parquet", synthetic.TRUTH)
+    exact = truth.select("question_id", "levels", "exact_p").explode("levels", "exact_p")
+    joined = levels.join(exact.rename({"levels": "level"}), on=["question_id", "level"])
+    assert joined.height == 16 * 4
+    assert ((joined["p_orig_forced"] - joined["exact_p"]).abs() < 1e-9).all()
+    # the sampled distribution at f = 1 is the original alone; entropies are non-negative
+    assert (levels.filter(pl.col("level") == 1)["entropy"] == 0).all()
+    assert (levels["entropy"].drop_nulls() >= 0).all()
+    readout_w = pl.concat(
+        tables.read_table(res / f"{d}/readout_windows.parquet", tables.READOUT_WINDOWS)
+        for d in config["datasets"]
+    )
+    assert readout_w.height == 16 and (readout_w["n_forced_levels"] == 4).all()
+    card = pl.read_csv(res / "scorecard.csv")
+    forced = card.filter((pl.col("method") == "forced_rule") & (pl.col("population") == "all"))
+    assert set(forced["truth"]) == set(synthetic.TRUTHS)
+    planted = forced.filter(pl.col("truth") == "planted").row(0, named=True)
+    assert planted["true_windows"] == truth["planted_token"].is_not_null().sum()
+    assert planted["precision"] is not None or planted["detected"] == 0

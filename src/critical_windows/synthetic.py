@@ -672,7 +672,9 @@ def _span_truth(
     }
 
 
-METHODS = ("rule", "rule_significant", "significant")
+# forced_rule: the research rule on the forced (logprob) curve P(original answer) of
+# distributions.readout_windows, the cheap screening curve; scored when a run has one.
+METHODS = ("rule", "rule_significant", "significant", "forced_rule")
 TRUTHS = ("planted", "grid", "span")
 SCORECARD_COLUMNS = [
     "population",
@@ -693,7 +695,10 @@ SCORECARD_COLUMNS = [
 
 
 def _detections(
-    windows: pl.DataFrame, truncated: pl.DataFrame, truth_: pl.DataFrame
+    windows: pl.DataFrame,
+    truncated: pl.DataFrame,
+    truth_: pl.DataFrame,
+    readout: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Per question and method: detected or not, and the span [start, end) in tokens."""
     cut = {
@@ -721,6 +726,18 @@ def _detections(
                     "end": span[1],
                 }
             )
+    forced = pl.DataFrame() if readout is None else readout.filter(pl.col("n_forced_levels") >= 2)
+    for r in forced.iter_rows(named=True):
+        qid, lo, hi = r["question_id"], r["forced_level_lo"], r["forced_level_hi"]
+        rows.append(
+            {
+                "question_id": qid,
+                "method": "forced_rule",
+                "detected": bool(r["forced_has_window"]),
+                "start": cut.get((qid, lo), 0 if lo == 0 else None),
+                "end": length[qid] if hi == 1.0 else cut.get((qid, hi)),
+            }
+        )
     return pl.DataFrame(
         rows,
         schema={
@@ -733,20 +750,27 @@ def _detections(
     )
 
 
-def score(windows: pl.DataFrame, truncated: pl.DataFrame, truth_: pl.DataFrame) -> pl.DataFrame:
+def score(
+    windows: pl.DataFrame,
+    truncated: pl.DataFrame,
+    truth_: pl.DataFrame,
+    readout: pl.DataFrame | None = None,
+) -> pl.DataFrame:
     """Precision, recall and location error of the detected windows against the truth.
 
     Two truths: ``planted``, a single token that lifts the exact P by more than the jump
     threshold (true span [t, t+1)); and ``grid``, the research rule applied to the exact P
     on the same grid of levels (true span: that step's cuts). Three detectors from the
     WINDOWS table: ``rule`` (has_window), ``rule_significant`` (has_window and
-    significant) and ``significant`` (the Fisher test of the largest step alone). A
+    significant) and ``significant`` (the Fisher test of the largest step alone); with a
+    READOUT_WINDOWS frame `readout`, also ``forced_rule``, the rule on the forced (logprob)
+    curve. A
     detection is a true positive when its span contains the true window's token. Location
     errors are |detected start - true start| and |detected end - true end| over detections
     on questions that have a true window, in tokens and as a fraction of the response.
     One row per sub-population and ``all``.
     """
-    found = _detections(windows, truncated, truth_).join(
+    found = _detections(windows, truncated, truth_, readout).join(
         truth_.select(
             "question_id",
             "population",
@@ -848,15 +872,17 @@ def score_run(
     *,
     jump: float,
     drop: float,
+    readout: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(TRUTH, scorecard) of a workflow run of the synthetic model `model_path`."""
+    """(TRUTH, scorecard) of a workflow run of the synthetic model `model_path`; `readout`:
+    its READOUT_WINDOWS, scored as ``forced_rule`` when they hold a forced curve."""
     if not is_synthetic(model_path):
         raise ValueError(
             f"model path {model_path!r} is not the synthetic model: only its windows are "
             "known exactly and can be scored"
         )
     truth_ = truth(load(model_path), questions, base, truncated, jump=jump, drop=drop)
-    return truth_, score(windows, truncated, truth_)
+    return truth_, score(windows, truncated, truth_, readout)
 
 
 # --- simulated runs: the stages without the workflow, for benchmarks and tests ------------

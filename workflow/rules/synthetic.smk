@@ -7,6 +7,7 @@ rule score_windows:
         base=model_tables("base"),
         truncated=model_tables("truncated"),
         windows=model_tables("windows"),
+        readout_windows=model_tables("readout_windows"),
     output:
         scorecard=report(
             "results/{model}/scorecard.csv",
@@ -25,6 +26,6 @@ rule score_windows:
         model_path=model_path,
         jump=config["windows"]["jump"],
         drop=config["windows"]["drop"],
-        code=code_version("synthetic", "windows"),
+        code=code_version("synthetic", "windows", "distributions"),
     script:
         "../scripts/score_windows.py"

@@ -23,6 +23,7 @@ truth, scorecard = synthetic.score_run(
     read(snakemake.input.windows, tables.WINDOWS),
     jump=params.jump,
     drop=params.drop,
+    readout=read(snakemake.input.readout_windows, tables.READOUT_WINDOWS),
 )
 meta = {"model_path": params.model_path, "jump": params.jump, "drop": params.drop}
 tables.write_table(truth, snakemake.output.truth, synthetic.TRUTH, meta)
