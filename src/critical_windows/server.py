@@ -19,7 +19,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, fields
 from typing import Any
@@ -154,7 +154,38 @@ class OpenAIBackend:
             ) from failure
         return [done[i] for i in range(len(prompts))]
 
-    def _request(self, prompt: list[int], p: Sampling) -> list[Completion]:
+    def stream(
+        self, prompts: Sequence[Sequence[int]], params: Sequence[Sampling], in_flight: int
+    ) -> Iterator[Any]:
+        """Each request as soon as it finishes (`backends.Finished`), `server.concurrency`
+        at a time (the server's own limit, not the engine's `in_flight`), so that the
+        generator journals them as they come: a kill loses the requests in flight."""
+        from critical_windows.backends import Finished
+
+        if len(prompts) != len(params):
+            raise ValueError(f"{len(prompts)} prompts but {len(params)} sampling settings")
+        with ThreadPoolExecutor(max_workers=self.server.concurrency) as pool:
+            futures = {}
+            for i, (ids, p) in enumerate(zip(prompts, params, strict=True)):
+                usage: dict[str, int] = {}
+                futures[pool.submit(self._request, list(ids), p, usage)] = (i, len(ids), usage)
+            try:
+                for future in as_completed(futures):
+                    i, n_prompt, usage = futures[future]
+                    try:
+                        completions = future.result()
+                    except Exception as err:
+                        raise PartialBatch(
+                            f"a request to {self.server.url} failed: {err}", {}
+                        ) from err
+                    yield Finished(i, completions, n_prompt, usage.get("cached", 0))
+            finally:  # a failure, or the caller stopped: send nothing more
+                for other in futures:
+                    other.cancel()
+
+    def _request(
+        self, prompt: list[int], p: Sampling, usage: dict[str, int] | None = None
+    ) -> list[Completion]:
         extra: dict[str, Any] = {
             "stop_token_ids": self._stop,
             "return_token_ids": True,
@@ -193,6 +224,9 @@ class OpenAIBackend:
                     wait,
                 )
                 time.sleep(wait)
+        details = getattr(response.usage, "prompt_tokens_details", None)
+        if usage is not None:
+            usage["cached"] = int(getattr(details, "cached_tokens", None) or 0)
         choices = sorted(response.choices, key=lambda c: c.index)
         if len(choices) != p.n:
             raise ServerError(f"asked for {p.n} completions, the server returned {len(choices)}")
