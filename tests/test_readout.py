@@ -298,3 +298,38 @@ def test_forced_logprob_workflow_on_the_synthetic_model(tmp_path: Path) -> None:
     planted = forced.filter(pl.col("truth") == "planted").row(0, named=True)
     assert planted["true_windows"] == truth["planted_token"].is_not_null().sum()
     assert planted["precision"] is not None or planted["detected"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("single_token_tags", [False, True])
+def test_cut_fractions_of_a_reasoning_model_count_reasoning_tokens(
+    embedded_model: Path, single_token_tags: bool
+):
+    from critical_windows.generation import truncate_responses
+
+    tok = tokenizer_with(embedded_model, "qwen3")
+    if single_token_tags:  # as in Qwen3's own vocabulary
+        tok.add_tokens(["<think>", "</think>"])
+    reasoning = readout.encode(tok, REASONING)
+    response = reasoning + readout.encode(tok, "\n</think>\n\nThe answer is (B).")
+    base = pl.DataFrame(
+        {
+            "question_id": ["q"],
+            "response_token_ids": [response],
+            "response_text": [tok.decode(response)],
+        }
+    )
+    fmt = readout.detect_thinking(tok, "qwen3")
+    n = readout.reasoning_length(response, tok, fmt)
+    assert n in (len(reasoning), len(reasoning) + 1)  # "\n" may merge into the tag's token
+    cut = truncate_responses(base, [0.5, 0.9], tok, reasoning="auto")
+    assert cut["cut_tokens"].to_list() == [n // 2, math.floor(0.9 * n)]
+    assert all("</think>" not in t for t in cut["prefix_text"])
+    plain = truncate_responses(base, [0.9], tok)  # no reasoning key: the whole response
+    assert plain["cut_tokens"].to_list() == [math.floor(0.9 * len(response))]
+
+
+def test_responses_the_context_would_cut_are_refused():
+    readout.check_config({"sampling": {"max_tokens": 2048}, "engine": {"max_model_len": 4096}})
+    with pytest.raises(ValueError, match="sampling.max_tokens=32768.*engine.max_model_len=4096"):
+        readout.check_config({"sampling": {"max_tokens": 32768}, "engine": {"max_model_len": 4096}})

@@ -204,12 +204,16 @@ def truncate_responses(
     levels: Sequence[float],
     tokenizer: Any,
     cuts: Mapping[str, Any] | None = None,
+    reasoning: str | None = None,
 ) -> pl.DataFrame:
     """For every level f, the first floor(f * L) response tokens and where they end in text.
 
     With a `cuts` block (the config's) whose unit is "sentence" or "step", the cuts fall at
-    the starts of the response's units instead (critical_windows.segmentation).
+    the starts of the response's units instead (critical_windows.segmentation). With
+    `reasoning` (the config's key) and a model with a thinking format, L counts the
+    reasoning tokens only (readout.reasoning_length): the answer after it is what orig is.
     """
+    fmt = None if reasoning is None else readout.detect_thinking(tokenizer, "", reasoning)
     if cuts is not None and cuts.get("unit", "fraction") != "fraction":
         from critical_windows import segmentation
 
@@ -218,6 +222,7 @@ def truncate_responses(
     out = []
     for b in base.select("question_id", "response_token_ids", "response_text").to_dicts():
         ids, text = b["response_token_ids"], b["response_text"]
+        n = readout.reasoning_length(ids, tokenizer, fmt)
         for level in sorted(levels):
             k = cut_length(level, len(ids))
             prefix = tokenizer.decode(ids[:k], skip_special_tokens=True)

@@ -122,6 +122,27 @@ def thinking_open(text: str, fmt: ThinkingFormat | None) -> bool:
     return fmt is not None and text.rfind(fmt.open) > text.rfind(fmt.close)
 
 
+def reasoning_length(ids: Sequence[int], tokenizer: Any, fmt: ThinkingFormat | None) -> int:
+    """How many of a response's tokens are reasoning: those before the close tag (all of
+    them without a thinking format, or when the reasoning never closes). Cut fractions of a
+    reasoning model count these, so f = 0.9 is late in the reasoning, not in the answer."""
+    if fmt is None:
+        return len(ids)
+    tag = encode(tokenizer, fmt.close)
+    if len(tag) == 1 and tag[0] in ids:
+        return list(ids).index(tag[0])
+    if fmt.close not in tokenizer.decode(list(ids)):
+        return len(ids)
+    lo, hi = 1, len(ids)  # the shortest prefix whose text holds the tag
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fmt.close in tokenizer.decode(list(ids[:mid])):
+            hi = mid
+        else:
+            lo = mid + 1
+    return max(0, lo - len(tag))
+
+
 def encode(tokenizer: Any, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
@@ -284,3 +305,22 @@ def letter_distribution(
     weights = [math.exp(lp - top) if lp is not None and math.isfinite(lp) else 0.0 for lp in lps]
     total = sum(weights)
     return [w / total for w in weights]
+
+
+def check_config(config: Mapping[str, Any]) -> None:
+    """Readout settings the run cannot honour, refused when the workflow starts.
+
+    A reasoning trace longer than the engine's context would be cut by max_model_len
+    without a word (vLLM stops at the context): a `sampling.max_tokens` that does not fit
+    under `engine.max_model_len` is refused here, naming both keys.
+    """
+    sampling = config.get("sampling", {})
+    engine = config.get("engine", {})
+    most, room = sampling.get("max_tokens"), engine.get("max_model_len")
+    if most is not None and room is not None and most >= room:
+        raise ValueError(
+            f"sampling.max_tokens={most} does not fit under engine.max_model_len={room} "
+            "with the prompt: responses (reasoning traces above all) would be cut by the "
+            "context, not by max_tokens; raise engine.max_model_len above max_tokens plus "
+            "the longest prompt (e.g. 40960 for 32768-token traces) or lower max_tokens"
+        )

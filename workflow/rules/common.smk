@@ -167,6 +167,16 @@ if ADAPTIVE and CUTS["unit"] != "fraction":
     )
 # YAML reads an unquoted `reasoning: off` as a boolean.
 REASONING = {True: "on", False: "off"}.get(config["reasoning"], config["reasoning"])
+
+
+def check_readout():
+    """Responses that the context would cut: refused now (critical_windows.readout)."""
+    from critical_windows.readout import check_config as check
+
+    check(config)
+
+
+check_readout()
 # The model stages' code (also in their journal keys): the adaptive driver and the answer
 # extraction it judges with only count when sampling is adaptive.
 GENERATION_CODE = code_version(

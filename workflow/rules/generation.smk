@@ -47,11 +47,13 @@ rule truncate_responses:
     params:
         levels=config["levels"],
         cuts=CUTS,
+        reasoning=REASONING,
         model_path=model_path,
         revision=lambda w: MODELS[w.model].get("revision"),
         code=code_version(
             "backends",
             "generation",
+            "readout",
             *(["adaptive"] if ADAPTIVE else []),
             *(["segmentation"] if CUTS["unit"] != "fraction" else []),
         ),

@@ -24,7 +24,9 @@ for out in snakemake.output:
         meta["levels"] = "adaptive"
     else:
         cuts = snakemake.params.cuts
-        truncated = truncate_responses(base, snakemake.params.levels, tokenizer, cuts)
+        truncated = truncate_responses(
+            base, snakemake.params.levels, tokenizer, cuts, snakemake.params.reasoning
+        )
         if cuts["unit"] != "fraction":
             meta["levels"] = None
             meta["cuts"] = cuts
