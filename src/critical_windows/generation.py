@@ -224,7 +224,7 @@ def truncate_responses(
         ids, text = b["response_token_ids"], b["response_text"]
         n = readout.reasoning_length(ids, tokenizer, fmt)
         for level in sorted(levels):
-            k = cut_length(level, len(ids))
+            k = cut_length(level, n)
             prefix = tokenizer.decode(ids[:k], skip_special_tokens=True)
             out.append(
                 {
