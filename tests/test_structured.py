@@ -317,14 +317,20 @@ def test_figure_of_exact_and_sampled_curves(synth, form, tmp_path) -> None:
 
 @pytest.mark.slow
 def test_small_real_run(tmp_path: Path, embedded_model: Path) -> None:
+    """The embedded model end to end, with vLLM: unconstrained samples, the 32 exact
+    probabilities (summing to 1), constrained samples that agree with them (chi-square),
+    then the same exact probabilities from transformers' logits and its constrained
+    sampler."""
     config = {
         "experiments": ["structured"],
         "models": {"smollm2": {"path": "embedded"}},
         "datasets": ["arc_easy"],
         "engine": {"dtype": "float32", "max_model_len": 1024, "cpu_kv_cache_gib": 1},
+        "sampling": {"temperature": 1.0, "top_p": 1.0},
         "structured": {
             "samples": 12,
-            "samples_per_request": 8,
+            "constrained_samples": 150,
+            "samples_per_request": 75,
             "max_tokens": 40,
             "strings_drawn": 2,
         },
@@ -344,13 +350,41 @@ def test_small_real_run(tmp_path: Path, embedded_model: Path) -> None:
     conformance = pl.read_csv(out / "conformance.csv").row(0, named=True)
     assert conformance["samples"] == 12
     assert conformance["conforming"] == samples["conforming"].sum()
-    blanks = tables.read_table(out / "blanks.parquet", structured.BLANKS)
-    assert blanks.height == conformance["distinct_strings"] * 5
-    assert (out / "blanks.csv").read_text().startswith(",".join(structured.BLANKS.names))
-    assert blanks["inside"].drop_nulls().all()
+    exact = tables.read_table(out / "exact.parquet", structured_exact.EXACT)
+    assert exact.height == 32 and exact["p_exact"].sum() == pytest.approx(1.0, abs=1e-9)
+    assert (exact["branching_tokens"] == 5).all() and (exact["p_model"] <= 1).all()
+    constrained = tables.read_table(out / "constrained.parquet", structured.SAMPLES)
+    assert constrained.height == 150 and constrained["conforming"].all()
+    summary = pl.read_csv(out / "summary.csv").row(0, named=True)
+    assert summary["constrained_samples"] == 150 and summary["unconstrained_samples"] == 12
+    assert summary["exact_sum"] == pytest.approx(1.0, abs=1e-9)
+    assert summary["chi2_dof"] >= 1 and summary["chi2_p_value"] > 0.001
+    bounds = tables.read_table(out / "blanks.parquet", structured_exact.BOUNDS)
+    assert bounds.height == 32 * 5
+    assert (out / "blanks.csv").read_text().startswith(",".join(structured_exact.BOUNDS.names))
+    assert bounds["exact_inside"].drop_nulls().all() and bounds["sampled_inside"].drop_nulls().all()
     for rank in (1, 2):
         assert (out / f"figures/string_{rank}.png").read_bytes()[:4] == b"\x89PNG"
     assert not (work / "results/smollm2").exists()  # the chain-of-thought stages did not run
+
+    # transformers: the same 32 exact probabilities from its logits, and its sampler
+    model_dir = str(work / "results/models/embedded")
+    hf = structured_exact.load_engine(model_dir, None, "transformers", config["engine"], form)
+    trie = structured_exact.build_trie(form, hf.tokenizer, structured_exact.stop_ids(hf))
+    prompt = _prompt(hf, form)
+    logprobs = structured_exact.score_paths(hf, prompt, trie.paths)
+    p_hf = dict(
+        zip(
+            trie.strings,
+            structured_exact.exact_probabilities(trie, logprobs, 1.0, 1.0),
+            strict=True,
+        )
+    )
+    p_vllm = dict(zip(exact["string"], exact["p_exact"], strict=True))
+    assert p_hf == pytest.approx(p_vllm, abs=2e-3)
+    drawn = structured_exact.sample_constrained(hf, prompt, trie, Sampling(1.0, 1.0, n=8, seed=1))
+    assert all(form.choices_of(form.prefill + c.text) is not None for c in drawn)
+    assert all(c.finish_reason == "stop" for c in drawn)
 
 
 def structured_default(key: str):

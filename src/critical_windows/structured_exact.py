@@ -27,6 +27,7 @@ passes of the strings that take them. So the 32 strings of five two-option blank
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -40,6 +41,8 @@ import pyarrow as pa
 
 from critical_windows.backends import Completion, Sampling
 from critical_windows.structured import Form, curve_rows, grid_points
+
+log = logging.getLogger(__name__)
 
 # --- the trie ------------------------------------------------------------------------------
 
@@ -756,6 +759,7 @@ def run_exact(
         sampling.temperature,
         sampling.top_p,
     )
+    log.info("32 strings scored: the exact probabilities sum to %.12f", exact["p_exact"].sum())
     context = f"{context}|trie:{trie.digest()}"
     requests = []
     for i, start in enumerate(range(0, samples, samples_per_request)):
@@ -773,6 +777,7 @@ def run_exact(
             out = sample_constrained(backend, prompt, trie, s)
             journal.append({key: out})
             done[key] = out
+            log.info("%d constrained samples, %d tokens", s.n, sum(len(c.token_ids) for c in out))
     rows = []
     for i, c in enumerate(c for key, _ in requests for c in done[key]):
         choices = form.choices_of(form.prefill + c.text)
