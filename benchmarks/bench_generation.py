@@ -1,10 +1,14 @@
 """Benchmark of the resample stage on this machine (not a test: it asserts nothing).
 
-Prints, and writes to results/benchmarks/generation.csv:
-- generated tokens/s of the pipeline's resample stage (request building, journal writes)
-  against a bare `LLM.generate` on the same prompts in the same process: the overhead
-  ratio (target >= 0.9);
-- prompt tokens actually computed with prefix caching against without;
+Prints, and writes to results/benchmarks/generation.csv, all measured side by side in one
+process on one engine (so ratios hold on a busy machine where absolute rates do not):
+- generated tokens/s of the pipeline's resample stage (request building, streaming,
+  journal writes) against a bare `LLM.generate` on the same prompts: the overhead ratio;
+- CPU time / wall time of both (2.0 is both cores of a 2-core machine busy);
+- the fast exact top-p (critical_windows.nucleus) against vLLM's own full-sort top-p and
+  against no top-p at all, with how many seeded requests gave identical tokens;
+- prompt tokens actually computed with prefix caching against without, for the
+  continuations and for forced-readout elicitations (fresh engine vs same engine);
 - model calls and generated tokens per question for the configured protocol.
 
 Usage: .venv/bin/python benchmarks/bench_generation.py [--questions 4] [--config config.yaml]
@@ -18,10 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
 import yaml
 
-from critical_windows import datasets
-from critical_windows.backends import EngineSettings, VLLMBackend
+from critical_windows import datasets, nucleus
+from critical_windows.backends import EngineSettings, Sampling, VLLMBackend
 from critical_windows.generation import (
     Generator,
     StageSettings,
@@ -98,13 +103,29 @@ def main() -> None:
             )
             for p, r in zip(prompts, rows, strict=True)
         ]
-        backend.llm.reset_prefix_cache()
-        start = time.monotonic()
-        outs = backend.llm.generate(
-            [TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False
-        )
-        bare_s = time.monotonic() - start
-        bare_tokens = sum(len(c.token_ids) for o in outs for c in o.outputs)
+
+        def bare(top_p: float | None = None) -> tuple[float, float, int, list, list]:
+            """Wall s, CPU s, tokens, token ids and outputs of one bare LLM.generate."""
+            use = params
+            if top_p is not None:
+                use = [p.clone() for p in params]
+                for p in use:
+                    p.top_p = top_p
+            backend.llm.reset_prefix_cache()
+            wall, cpu = time.monotonic(), time.process_time()
+            outs = backend.llm.generate(
+                [TokensPrompt(prompt_token_ids=p) for p in prompts], use, use_tqdm=False
+            )
+            wall, cpu = time.monotonic() - wall, time.process_time() - cpu
+            ids = [[tuple(c.token_ids) for c in o.outputs] for o in outs]
+            return wall, cpu, sum(len(t) for o in ids for t in o), ids, outs
+
+        # Side by side on one engine: vLLM's own top-p (full sort), no top-p, the new one.
+        with nucleus.vllm_top_p():
+            sort_s, sort_cpu, sort_tokens, sort_ids, _ = bare()
+            free_s, _, free_tokens, _, _ = bare(top_p=1.0)
+        bare_s, bare_cpu, bare_tokens, bare_ids, outs = bare()
+        same = sum(a == b for a, b in zip(sort_ids, bare_ids, strict=True))
         computed = sum(
             len(p) - (o.num_cached_tokens or 0) for p, o in zip(prompts, outs, strict=True)
         )
@@ -112,23 +133,59 @@ def main() -> None:
 
         backend.llm.reset_prefix_cache()
         gen = Generator(backend, Journal(Path(tmp) / "resample"), settings)
-        start = time.monotonic()
+        wall, cpu = time.monotonic(), time.process_time()
         resampled = resample_prefixes(gen, base, truncated)
-        stage_s = time.monotonic() - start
+        stage_s, stage_cpu = time.monotonic() - wall, time.process_time() - cpu
         stage_tokens = int(resampled["n_tokens"].sum())
+
+        # Elicitation prefill (forced readout: prompt + prefix + continuation + cue): in a
+        # fresh engine, as the elicit_answers job runs it, and right after the
+        # continuations in the same engine, whose prefix cache then holds them.
+        prompter = gen.prompter
+        prefix_of = {(r["question_id"], r["level"]): r["prefix_token_ids"] for r in rows}
+        elicit = [
+            prompter.forced_prompt(
+                prompt_of[r["question_id"]],
+                prefix_of[(r["question_id"], r["level"])] + r["token_ids"],
+                "multiple_choice",
+            )
+            for r in resampled.iter_rows(named=True)
+        ]
+        greedy = [Sampling(0.0, 1.0, 4)] * len(elicit)
+        warm = list(backend.stream(elicit, greedy, settings.batch_size))
+        backend.llm.reset_prefix_cache()
+        cold = list(backend.stream(elicit, greedy, settings.batch_size))
 
     n_q = questions.height
     base_tokens = int(base["n_response_tokens"].sum() + base["n_direct_tokens"].sum())
+    elicit_total = sum(f.prompt_tokens for f in cold)
+    cold_computed = elicit_total - sum(f.cached_tokens for f in cold)
+    warm_computed = elicit_total - sum(f.cached_tokens for f in warm)
     figures = {
         "questions": n_q,
         "levels": len(levels),
         "samples_per_level": m,
+        "engine_threads": torch.get_num_threads(),
         "bare_tokens_per_s": round(bare_tokens / bare_s, 1),
         "stage_tokens_per_s": round(stage_tokens / stage_s, 1),
         "overhead_ratio": round((stage_tokens / stage_s) / (bare_tokens / bare_s), 3),
+        "bare_cpu_per_wall": round(bare_cpu / bare_s, 2),
+        "stage_cpu_per_wall": round(stage_cpu / stage_s, 2),
+        "vllm_top_p_tokens_per_s": round(sort_tokens / sort_s, 1),
+        "no_top_p_tokens_per_s": round(free_tokens / free_s, 1),
+        "new_top_p_tokens_per_s": round(bare_tokens / bare_s, 1),
+        "new_over_vllm_top_p": round((bare_tokens / bare_s) / (sort_tokens / sort_s), 2),
+        "new_over_no_top_p": round((bare_tokens / bare_s) / (free_tokens / free_s), 2),
+        "vllm_top_p_cpu_per_wall": round(sort_cpu / sort_s, 2),
+        "seeded_requests_identical_new_vs_vllm": f"{same}/{len(prompts)}",
         "prompt_tokens_computed_with_cache": computed,
         "prompt_tokens_without_cache": without_cache,
         "prefix_cache_saving": round(1 - computed / without_cache, 3),
+        "elicit_prompt_tokens_per_request": round(elicit_total / len(elicit), 1),
+        "elicit_computed_per_request_fresh_engine": round(cold_computed / len(elicit), 1),
+        "elicit_computed_per_request_same_engine": round(warm_computed / len(elicit), 1),
+        "elicit_computed_cut_same_engine": round(1 - warm_computed / elicit_total, 3),
+        "elicit_computed_cut_fresh_engine_sorted": round(1 - cold_computed / elicit_total, 3),
         # Per question: base + direct, one call per level (n=M samples), and the
         # elicitations of orig, every stump and every continuation.
         "model_calls_per_question": 2 + len(levels) + 1 + len(levels) * (1 + m),

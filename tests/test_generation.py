@@ -93,9 +93,74 @@ def test_journal_resumes_without_regenerating(tmp_path: Path) -> None:
     assert again.run(reqs, "test") == first
     assert again.backend.calls == []
     # A changed setting is a different request: nothing stale is reused.
-    other = Generator(FakeBackend(None), Journal(tmp_path), _settings(code="d"))
+    other = Generator(FakeBackend(None), Journal(tmp_path), _settings(revision="v2"))
     other.run([other.request([1, 2, 0], Sampling(0.6, 0.9, 50, 3, 0), "r0")], "test")
     assert other.backend.calls == [1]
+
+
+def test_journal_keys_are_what_the_output_depends_on(tmp_path: Path) -> None:
+    """The library's code digest is not in the key (a refactor regenerates nothing); the
+    model, its revision, the backend and its version, the prompt and the sampling are."""
+
+    def key(backend=None, prompt=(1, 2), sampling=None, **kw) -> str:
+        gen = Generator(backend or FakeBackend(None), Journal(tmp_path), _settings(**kw))
+        return gen.request(prompt, sampling or Sampling(0.6, 0.9, 50, 3, 0), "r").key
+
+    versioned = FakeBackend(None)
+    versioned.version = "fake==2"
+    same = key()
+    assert key(code="another digest") == same
+    assert key(engine=EngineSettings(threads=7)) == same
+    changed = [
+        key(model_path="other"),
+        key(revision="v2"),
+        key(backend=versioned),
+        key(prompt=(1, 3)),
+        key(sampling=Sampling(0.6, 0.95, 50, 3, 0)),
+        key(sampling=Sampling(0.6, 0.9, 50, 3, 1)),
+    ]
+    assert same not in changed and len(set(changed)) == len(changed)
+
+
+class StreamingBackend(FakeBackend):
+    """Finishes requests out of order, one by one, and dies after `die_after`."""
+
+    def __init__(self, die_after: int | None = None) -> None:
+        super().__init__(None)
+        self.die_after = die_after
+        self.in_flight: list[int] = []
+
+    def stream(self, prompts_, params, in_flight):
+        from critical_windows.backends import Finished
+
+        self.in_flight.append(in_flight)
+        for done, i in enumerate(reversed(range(len(prompts_)))):
+            if done == self.die_after:
+                raise RuntimeError("killed")
+            last = prompts_[i][-1]
+            comps = [Completion((last,), f"{last}", "stop") for _ in range(params[i].n)]
+            yield Finished(i, comps, len(prompts_[i]), 1)
+
+
+def test_streamed_requests_are_journaled_as_they_finish(tmp_path: Path, monkeypatch) -> None:
+    """No batch barrier: the backend's stream gets every request with batch_size in
+    flight, and what finished before a crash is in the journal, so a rerun generates only
+    the rest."""
+    from critical_windows import generation
+
+    monkeypatch.setattr(generation, "JOURNAL_EVERY_S", 0.0)
+    dying = StreamingBackend(die_after=3)
+    gen = Generator(dying, Journal(tmp_path), _settings())
+    reqs = [gen.request([5, i], Sampling(0.6, 0.9, 50, 2, i), f"r{i}") for i in range(6)]
+    with pytest.raises(RuntimeError, match="killed"):
+        gen.run(reqs, "test")
+    assert dying.in_flight == [2] and dying.calls == []
+    assert len(Journal(tmp_path).load(r.key for r in reqs)) == 3
+    rest = StreamingBackend()
+    done = Generator(rest, Journal(tmp_path), _settings()).run(reqs, "test")
+    assert {k: [c.token_ids for c in cs] for k, cs in done.items()} == {
+        r.key: [(r.prompt[1],)] * 2 for r in reqs
+    }
 
 
 def test_request_is_capped_by_the_context(tmp_path: Path) -> None:

