@@ -80,6 +80,7 @@ CHOICES = ["Paris", "London", "Rome", "Berlin"]
         ("FINAL ANSWER - b", 4, "B"),
         ("ANSWER: C", 4, "C"),
         ("**FINAL ANSWER: (G)**", 10, "G"),
+        ("THE ANSWER IS (B).", 4, "B"),
         # Plain commitments without "the answer is".
         ("Looking at the four options, my pick would be D.", 4, "D"),
         ("E is the best fit here.", 5, "E"),
@@ -176,6 +177,9 @@ EQUIVALENT = [
     ("\\text{north}", "North"),
     ("\\text{Evelyn}", "evelyn"),
     ("\\text{south-west}", "\\text{South-West}"),
+    ("\\text{southeast}", "South East"),
+    ("\\text{no}", "No"),
+    ("\\text{none}", "None."),
     # Units and wrappers on either side.
     ("48\\text{ cm}^2", "48"),
     ("48", "48 \\text{ cm}^2"),
@@ -232,6 +236,8 @@ NOT_EQUIVALENT = [
     ("x - x = 0", "2y - y - y = 0"),
     # Forms that must not make different answers equal.
     ("\\text{north}", "\\text{south}"),
+    ("\\text{yes}", "No"),
+    ("f \\circ g", "f g"),
     ("xy", "yx + 1"),
     ("0.\\overline{6}", "0.6"),
     ("\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", "(1, 2, 3, 4)"),
@@ -272,7 +278,9 @@ def test_equivalence_holds_in_workers_too(monkeypatch: pytest.MonkeyPatch) -> No
     [
         ("\\text{Tuesday}", "tuesday"),
         ("North", "north"),
-        ("\\textbf{Blue whale}", "blue whale"),
+        ("\\textbf{Blue whale}", "bluewhale"),
+        ("South-East", "southeast"),
+        ("None", "none"),
         ("xy", None),
         ("\\sin x", None),
         ("12", None),

@@ -35,15 +35,14 @@ _UNITS = {
     "second", "seconds", "min", "minute", "minutes", "h", "hr", "hour", "hours", "day",
     "days", "week", "weeks", "year", "years", "dollar", "dollars", "cent", "cents",
     "unit", "units", "degree", "degrees", "mph", "l", "liter", "liters", "ml", "gallon",
-    "gallons", "square", "sq", "cubic", "people", "students", "ways", "inches^2",
+    "gallons", "square", "sq", "cubic", "people", "students", "ways",
 }  # fmt: skip
 _CONNECTORS = {"and", "or"}
 _MATH_WORDS = {
     "pi", "sqrt", "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "lim",
     "max", "min", "gcd", "lcm", "det", "arg", "mod", "inf", "infty", "infinity", "frac",
-    "undefined", "dne", "none",
 }  # fmt: skip
-_TEXT_GROUP = re.compile(rf"{_TEXT_WRAPPER}\s*\{{([^{{}}]*)\}}")
+_SHORT_WORDS = {"no", "up", "on", "in", "at", "to", "of", "or", "an", "is", "it", "by", "am", "pm"}
 _POWER = r"(?:\s*\^\s*(?:\{\s*[23]\s*\}|[23]))?"
 
 
@@ -65,7 +64,7 @@ _TRAILING = re.compile(r"(?:\s|\\[,;:!]|\\quad)*(?<!\\)[.,;](?:\s|\\[,;:!])*$")
 _THIN_SPACE = re.compile(r"(?<!\\)\\[,;:> ]|\\q?quad|~")
 _SEPARATED = re.compile(r"(?<![\d.,])\d{1,3}(?:,\d{3})+(?![\d])")
 _DEGREES = re.compile(
-    r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|\u00b0|\\degree|\^\s*\{\s*o\s*\}(?![A-Za-z])"
+    r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\u00b0|\\degree|\^\s*\{\s*o\s*\}(?![A-Za-z])"
 )
 _DOLLAR = re.compile(r"\\\$|\$")
 _REPEATING = re.compile(r"(?<![\d.])(\d*)\.(\d*)\\(?:overline|bar|dot)\s*(?:\{\s*(\d+)\s*\}|(\d))")
@@ -74,7 +73,7 @@ _MATRIX = re.compile(
     r"|\\left\s*\(\s*\\begin\{array\}\{[clr]*\}(?P<array>.*?)\\end\{array\}\s*\\right\s*\)",
     re.DOTALL,
 )
-_MEMBERSHIP = re.compile(r"^\s*[A-Za-z]\s*\\in\s*(?=[(\[]|\\left|\\\{|\\mathbb|\(-)")
+_MEMBERSHIP = re.compile(r"^\s*[A-Za-z]\s*\\in\s*(?=[(\[]|\\left|\\\{|\\mathbb)")
 _ANGLE = re.compile(r"\\langle\s*(.*?)\s*\\rangle", re.DOTALL)
 
 
@@ -152,10 +151,11 @@ def normalise(latex: str) -> str:
 
 
 def text_answer(latex: str) -> str | None:
-    """A name, word or phrase answer ("\\text{Tuesday}", "North") in lower case, else None.
+    """A name, word or phrase answer ("\\text{Tuesday}", "North") as a key: lower case,
+    without spaces and hyphens ("South-East", "south east" -> "southeast"); else None.
 
-    Plain words count only from three letters up and never as function names, so that a
-    product of variables such as "xy" stays mathematics.
+    Plain words count only from three letters up (or short words such as "no") and never
+    as function names, so that a product of variables such as "xy" stays mathematics.
     """
     s = latex.strip()
     wrapped = False
@@ -167,12 +167,13 @@ def text_answer(latex: str) -> str | None:
     s = re.sub(r"\\ |~", " ", s).strip(" .")
     if not re.fullmatch(r"[A-Za-z]+(?:[ '\-][A-Za-z]+)*", s):
         return None
-    words = s.lower().split()
-    if not wrapped and (any(len(w) < 3 for w in words) or any(w in _MATH_WORDS for w in words)):
+    words = s.lower().replace("-", " ").split()
+    short = any(len(w) < 3 and w not in _SHORT_WORDS for w in words)
+    if not wrapped and (short or any(w in _MATH_WORDS for w in words)):
         return None
     if sum(map(len, words)) < 2:
         return None
-    return " ".join(words)
+    return "".join(words)
 
 
 def unify_symbols(parsed: Sequence[Any]) -> list[Any]:

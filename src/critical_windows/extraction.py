@@ -79,7 +79,7 @@ _TEXT_COMMAND = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox)\
 # "answer", but not the prompt's placeholder ANSWER, which models often echo; an
 # upper-case label ("FINAL ANSWER - b", "ANSWER: C") is an answer word.
 _ANSWER_WORD = (
-    r"\b(?:(?-i:(?<=FINAL\s)ANSWER|ANSWER(?=\s*[:\-\u2013]))|(?-i:(?!ANSWER\b))answer)\b"
+    r"\b(?:(?-i:(?<=FINAL\s)ANSWER|ANSWER(?=\s*[:\-\u2013]|\s+IS\b))|(?-i:(?!ANSWER\b))answer)\b"
     r"(?:\s+to\s+(?:this|the)\s+(?:question|problem))?"
 )
 _VERB = r"(?:is|are|would\s+be|should\s+be|will\s+be|must\s+be|has\s+to\s+be|=)"
@@ -223,7 +223,15 @@ _LINE_START = re.compile(r"^[ \t]*([A-Z])[).:](?=\s)", re.MULTILINE)
 
 _ANSWER_TAG = re.compile(r"<\s*(?:final[_ ]?)?answer\s*>", re.IGNORECASE)
 _CLOSING_TAG = re.compile(r"<\s*/\s*(?:final[_ ]?)?answer\s*>", re.IGNORECASE)
-_PROMPT_ECHO = re.compile(r"[^.\n]*(?<!FINAL\s)\bANSWER\b(?!\s*[:\-\u2013])[^.\n]*")
+# The prompt's format instruction echoed: 'the format "The answer is ANSWER", where ANSWER
+# is your answer'.
+_PROMPT_ECHO = re.compile(
+    r"[^.\n]*(?:\bANSWER\s+is\s+your|\bis\s+[\"'\u201c]?\$?ANSWER\b(?!\s*[:\-\u2013]))[^.\n]*"
+)
+
+
+_MARKUP = re.compile(r"\*+|__|\$|\\[()\[\]]")
+_HEADING = re.compile(r"^[ \t]*#{1,6}[ \t]*", re.MULTILINE)
 
 
 def _clean_choice_text(text: str) -> str:
@@ -232,9 +240,9 @@ def _clean_choice_text(text: str) -> str:
     text = _strip_text_commands(text)
     text = _ANSWER_TAG.sub("\nAnswer: ", text)
     text = _CLOSING_TAG.sub("\n", text)
-    text = re.sub(r"\*+|__|\$|\\[()\[\]]", "", text)
-    text = re.sub(r"^[ \t]*#{1,6}[ \t]*", "", text, flags=re.MULTILINE)
-    return _PROMPT_ECHO.sub(" ", text)
+    text = _MARKUP.sub("", text)
+    text = _HEADING.sub("", text)
+    return _PROMPT_ECHO.sub(" ", text) if "ANSWER" in text else text
 
 
 def _letter_of(match: re.Match[str]) -> str:
