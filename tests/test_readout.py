@@ -298,6 +298,29 @@ def test_forced_logprob_workflow_on_the_synthetic_model(tmp_path: Path) -> None:
     planted = forced.filter(pl.col("truth") == "planted").row(0, named=True)
     assert planted["true_windows"] == truth["planted_token"].is_not_null().sum()
     assert planted["precision"] is not None or planted["detected"] == 0
+    # the figures and the explorer draw the forced curve beside P(f)
+    from critical_windows import explorer, figures
+
+    windows = pl.concat(
+        tables.read_table(res / f"{d}/windows.parquet", tables.WINDOWS) for d in config["datasets"]
+    )
+    both = figures.with_forced_curve(curves, levels)
+    assert both.filter(pl.col("level") == 1)["p_orig_forced"].is_not_null().all()
+    spec = str(figures.question_curves(both, windows).to_dict())
+    assert "p_orig_forced" in spec
+    questions = pl.concat(
+        tables.read_table(work / f"results/datasets/{d}.parquet", tables.QUESTIONS)
+        for d in config["datasets"]
+    )
+    base = pl.concat(
+        tables.read_table(res / f"{d}/base.parquet", tables.BASE) for d in config["datasets"]
+    )
+    truncated = pl.concat(
+        tables.read_table(res / f"{d}/truncated.parquet", tables.TRUNCATED)
+        for d in config["datasets"]
+    )
+    recs = explorer.records(questions, base, truncated, curves, windows, levels=levels)
+    assert all(len(r["forced"]) == 4 for r in recs)
 
 
 @pytest.mark.slow

@@ -95,9 +95,12 @@ def records(
     curves: pl.DataFrame,
     windows: pl.DataFrame,
     importance: pl.DataFrame | None = None,
+    levels: pl.DataFrame | None = None,
 ) -> list[dict[str, Any]]:
     """One JSON-ready record per question of `windows`; with an IMPORTANCE frame, also the
-    response split at its cuts with each piece's importance (`units`)."""
+    response split at its cuts with each piece's importance (`units`); with a
+    LEVEL_DISTRIBUTIONS frame, the forced (logprob) curve P(original answer) (`forced`:
+    [level, p] points, drawn dashed beside P(f))."""
     ids = windows.select("question_id")
 
     def mine(df: pl.DataFrame) -> pl.DataFrame:
@@ -133,6 +136,11 @@ def records(
         )
     )
     curve_of = dict(points.iter_rows())
+    forced_of: dict[str, list[list[float]]] = {}
+    if levels is not None:
+        defined = mine(levels).filter(pl.col("p_orig_forced").is_not_null()).sort("level")
+        for qid, level, p in defined.select("question_id", "level", "p_orig_forced").iter_rows():
+            forced_of.setdefault(qid, []).append([level, p])
     scores_of: dict[str, list[dict[str, Any]]] = {}
     if importance is not None:
         for r in mine(importance).iter_rows(named=True):
@@ -173,6 +181,7 @@ def records(
                     ]
                     for c in curve_of.get(qid, [])
                 ],
+                "forced": forced_of.get(qid),
             }
         )
     return out
@@ -187,6 +196,7 @@ def build(
     windows: pl.DataFrame,
     per_dataset: int = QUESTIONS_PER_DATASET,
     importance: pl.DataFrame | None = None,
+    levels: pl.DataFrame | None = None,
 ) -> str:
     """The explorer page of one run, showing up to `per_dataset` questions per dataset."""
     shown = pick(windows, per_dataset)
@@ -198,7 +208,7 @@ def build(
     }
     data = {
         "meta": meta,
-        "questions": records(questions, base, truncated, curves, shown, importance),
+        "questions": records(questions, base, truncated, curves, shown, importance, levels),
     }
     return page(f"Critical windows: {model}", data, style=_STYLE, filters=_FILTERS, script=_SCRIPT)
 
@@ -401,6 +411,18 @@ COMMON_SCRIPT = r"""
       var dot = svg(root, "circle", { cx: x(c[0]), cy: y(c[1]), r: 3, fill: o.line });
       svg(dot, "title", {}, o.point(c));
     });
+    if (r.forced && r.forced.length > 0) {  // the forced (logprob) curve, dashed
+      svg(root, "polyline", {
+        points: r.forced.map(function (c) { return x(c[0]) + "," + y(c[1]); }).join(" "),
+        fill: "none", stroke: "#e76f51", "stroke-width": 1.5, "stroke-dasharray": "4 2"
+      });
+      r.forced.forEach(function (c) {
+        var dot = svg(root, "rect", {
+          x: x(c[0]) - 2.5, y: y(c[1]) - 2.5, width: 5, height: 5, fill: "#e76f51"
+        });
+        svg(dot, "title", {}, "f = " + c[0] + ": forced P(original answer) = " + fmt(c[1], 2));
+      });
+    }
     return root;
   }
 

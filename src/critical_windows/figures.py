@@ -389,6 +389,21 @@ def pick_questions(windows: pl.DataFrame, n: int, unit: str = "question_id") -> 
     return ranked.head(n).drop("rank")
 
 
+FORCED = "p_orig_forced"  # distributions.level_distributions, joined by with_forced_curve
+
+
+def with_forced_curve(curves: pl.DataFrame, levels: pl.DataFrame | None) -> pl.DataFrame:
+    """`curves` with the forced (logprob) curve P(original answer) of a LEVEL_DISTRIBUTIONS
+    frame as column `p_orig_forced` (null where the run has no logprob readout)."""
+    if levels is None or levels.is_empty():
+        return curves.with_columns(pl.lit(None, pl.Float64).alias(FORCED))
+    return curves.join(
+        levels.select("dataset", "question_id", "level", FORCED),
+        on=["dataset", "question_id", "level"],
+        how="left",
+    )
+
+
 def question_curves(
     curves: pl.DataFrame,
     windows: pl.DataFrame,
@@ -397,7 +412,8 @@ def question_curves(
 ) -> alt.TopLevelMixin:
     """Small multiples of individual P(f) curves, the window's step shaded. Each panel is
     titled by `label` over `windows` (default: the question id and whether its original answer
-    is right)."""
+    is right). With a `p_orig_forced` column (with_forced_curve), the forced logprob curve is
+    drawn beside, dashed."""
     if label is None:
         label = pl.format(
             "{} ({})",
@@ -437,8 +453,22 @@ def question_curves(
         .mark_line(point=True)
         .encode(x=x, y=y, tooltip=[unit, "level", style.value, style.n, style.n_missing])
     )
+    layers = [shade, band, line]
+    if FORCED in data.columns and data[FORCED].is_not_null().any():
+        # the forced (logprob) readout's P(original answer) beside the sampled curve
+        layers.append(
+            alt.Chart()
+            .transform_filter(f"isValid(datum.{FORCED})")
+            .mark_line(point=alt.OverlayMarkDef(shape="diamond"), strokeDash=[4, 2])
+            .encode(
+                x=x,
+                y=alt.Y(f"{FORCED}:Q", scale=_SHARE, title=style.value_title),
+                color=alt.value("#e76f51"),
+                tooltip=[unit, "level", FORCED],
+            )
+        )
     return (
-        alt.layer(shade, band, line, data=data)
+        alt.layer(*layers, data=data)
         .properties(width=130, height=90)
         .facet(
             facet=alt.Facet(

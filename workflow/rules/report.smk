@@ -18,6 +18,7 @@ rule plot_figure:
     input:
         curves=model_tables("curves"),
         windows=model_tables("windows"),
+        distributions=model_tables("distributions"),
     output:
         html="results/{model}/figures/{figure}.html",
         png=report(
@@ -51,6 +52,7 @@ rule build_explorer:
         curves=model_tables("curves"),
         windows=model_tables("windows"),
         importance=model_tables("importance"),
+        distributions=model_tables("distributions"),
     output:
         html=report(
             "results/{model}/explorer.html",

@@ -22,6 +22,7 @@ page = explorer.build(
     read(snakemake.input.windows, tables.WINDOWS),
     per_dataset=snakemake.params.questions_per_dataset,
     importance=read(snakemake.input.importance, tables.IMPORTANCE),
+    levels=read(snakemake.input.distributions, tables.LEVEL_DISTRIBUTIONS),
 )
 summary.write_atomic(snakemake.output.html, page)
 print(f"{len(page) / 1e6:.1f} MB")

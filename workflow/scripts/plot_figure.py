@@ -8,9 +8,11 @@ import polars as pl
 
 from critical_windows import figures, tables
 
+curves = pl.concat([tables.read_table(p, tables.CURVES) for p in snakemake.input.curves])
+levels = [tables.read_table(p, tables.LEVEL_DISTRIBUTIONS) for p in snakemake.input.distributions]
 figures.render(
     snakemake.wildcards.figure,
-    pl.concat([tables.read_table(p, tables.CURVES) for p in snakemake.input.curves]),
+    figures.with_forced_curve(curves, pl.concat(levels)),
     pl.concat([tables.read_table(p, tables.WINDOWS) for p in snakemake.input.windows]),
     html=snakemake.output.html,
     png=snakemake.output.png,
