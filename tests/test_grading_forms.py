@@ -221,6 +221,8 @@ EQUIVALENT = [
     ("\\begin{pmatrix} 1/2 \\\\ 0 \\\\ 7 \\end{pmatrix}", "\\left( \\frac{1}{2}, 0, 7 \\right)"),
     ("(1, 4]", "x \\in (1, 4]"),
     ("[-2, 3)", "t \\in [-2,3)"),
+    ("(1, 4]", "1 < x \\le 4"),
+    ("x \\in (-\\infty, 2) \\cup (3, \\infty)", "(-\\infty,2)\\cup(3,\\infty)"),
     # Several answers (golds.all_values) in any order.
     ("-2, 1", "1, -2"),
     ("30^\\circ, 45^\\circ, 105^\\circ", "105, 30, 45"),
@@ -242,6 +244,7 @@ NOT_EQUIVALENT = [
     ("0.\\overline{6}", "0.6"),
     ("\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", "(1, 2, 3, 4)"),
     ("3 + 2i", "3 - 2i"),
+    ("(1, 4]", "1 < x < 4"),
     ("-2, 1", "1"),
     ("1,000", "1"),
     ("12\\text{ cm}^2", "13"),

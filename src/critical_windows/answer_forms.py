@@ -23,7 +23,7 @@ from typing import Any
 
 import sympy
 
-VERSION = "answer-forms 1"
+VERSION = "answer-forms 2"
 """Part of the grading method: cached results computed under another version are redone."""
 
 _TEXT_WRAPPER = r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mathbf|mbox|operatorname)"

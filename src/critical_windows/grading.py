@@ -138,12 +138,16 @@ def verify_math(reference: list[Any], answer: list[Any], limit: int = VERIFY_TIM
 
     Each pair is verified on its own so that a timeout raises `_Timeout` instead of
     passing for "not equal"; an error in one pair counts as "not equal", as in `verify`.
-    An equality that `answer_forms.spurious` knows to be a false positive is not one.
+    An equality that `answer_forms.spurious` knows to be a false positive is not one. A
+    set and a relation in one variable compare as sets either way round ("(1, 4]" and
+    "1 < x \\le 4"), not only with the set as the answer.
     """
     timed_out = False
     for r, a in itertools.product(reference, answer):
         try:
-            if verify(r, a, timeout_seconds=limit, raise_on_error=True):
+            if verify(
+                r, a, allow_set_relation_comp=True, timeout_seconds=limit, raise_on_error=True
+            ):
                 return not answer_forms.spurious(reference, answer)
         except TimeoutException:
             timed_out = True
