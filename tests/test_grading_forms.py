@@ -116,6 +116,8 @@ CHOICES = ["Paris", "London", "Rome", "Berlin"]
             "A",
         ),
         ("Answer: A\nActually no, it's B.", 4, "B"),
+        ("Answer: C\n\nWait, the question asks for the exception. Thus B.", 4, "B"),
+        ("The answer is C.\n\nHmm, that's wrong; it should be B.", 4, "B"),
         # Up to ten options.
         ("The answer is (I).", 10, "I"),
         ("The answer is I think (F).", 10, "F"),

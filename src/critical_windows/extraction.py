@@ -367,7 +367,15 @@ def extract_letter(text: str | None, n_choices: int) -> Extraction:
         if match and (found := verdict(_letter_of(match), match.end())):
             commitments.append((anchor.start(), found))
     if commitments:
-        return _after_take_backs(clean, commitments)
+        weaker = [
+            (match.start(), Extraction(letter))
+            for pattern in (_LETTER_FIRST, _CLOSING)
+            for match in pattern.finditer(clean)
+            if (letter := (match["paren"] or match["bare"]).upper()) in valid
+        ]
+        return _after_take_backs(
+            clean, sorted(commitments + weaker, key=lambda c: c[0]), commitments[0]
+        )
 
     boxed = _first_boxed(clean)
     if boxed is not None:
@@ -413,20 +421,22 @@ def _article_or_pronoun(clean: str, match: re.Match[str]) -> bool:
     return not re.match(r"[\"'\u201d\u2019]?[ \t]*(?:$|\n)", clean[match.end() :])
 
 
-def _after_take_backs(clean: str, commitments: list[tuple[int, Extraction]]) -> Extraction:
-    """The first commitment, or the last one after the text takes the first back.
+def _after_take_backs(
+    clean: str, commitments: list[tuple[int, Extraction]], first: tuple[int, Extraction]
+) -> Extraction:
+    """The `first` commitment, or the last of `commitments` (by position; they may include
+    "E is the best fit" and a closing "Thus B.") after the text takes the first back.
 
     A made-up next question ends what belongs to this answer.
     """
-    first_at, first = commitments[0]
+    first_at, found = first
     question = _NEW_QUESTION.search(clean, first_at)
     limit = question.start() if question else len(clean)
-    later = [(at, found) for at, found in commitments[1:] if at < limit]
     take_back = _RETRACTION.search(clean, first_at + 1, limit)
     if take_back is None:
-        return first
-    after = [found for at, found in later if at > take_back.start()]
-    return after[-1] if after else first
+        return found
+    after = [later for at, later in commitments if take_back.start() < at < limit]
+    return after[-1] if after else found
 
 
 def extract_choice(text: str | None, n_choices: int, choices: Sequence[str] = ()) -> Extraction:
