@@ -227,6 +227,9 @@ EQUIVALENT = [
     ("x \\in (-\\infty, 2) \\cup (3, \\infty)", "(-\\infty,2)\\cup(3,\\infty)"),
     # Several answers (golds.all_values) in any order.
     ("-2, 1", "1, -2"),
+    ("-2, 1", "x = -2, 1"),
+    ("5 - 10i, 11, -3 + 6i", "d = 11, 5-10i, -3+6i"),
+    ("-2, 1", "x=-2 \\text{ or } x=1"),
     ("30^\\circ, 45^\\circ, 105^\\circ", "105, 30, 45"),
 ]
 NOT_EQUIVALENT = [
@@ -248,6 +251,7 @@ NOT_EQUIVALENT = [
     ("3 + 2i", "3 - 2i"),
     ("(1, 4]", "1 < x < 4"),
     ("-2, 1", "1"),
+    ("(1, 2)", "x = 1, y = 3"),
     ("1,000", "1"),
     ("12\\text{ cm}^2", "13"),
 ]

@@ -3,13 +3,13 @@
 Before parsing, `normalise` rewrites the forms a careful human reads as the same answer but
 math-verify does not: units and wrappers (`\\text{ cm}^2`, `^\\circ`, `\\$`), thousands
 separators (`1,\\!000`, also inside a fraction), a trailing period, repeating decimals
-(`0.\\overline{6}`), column vectors against tuples, `x \\in (1, 4]`. After parsing,
-`unify_symbols` makes the imaginary unit one object (latex2sympy gives `i` other
-assumptions depending on where it stands, so `3i\\sqrt{2}` and `3\\sqrt{2}i` differ).
-`text_answer` compares names and directions without their case. `spurious` rejects the
-equalities math-verify grants that are known to be wrong: two exact numbers that differ
-below its rounding (`1/2004!` against `1/2006!`) and two equations that are both
-identities (each simplifies to 0 = 0).
+(`0.\\overline{6}`, `0.333...`), column vectors against tuples, `x \\in (1, 4]`, and
+"x = -2, 1" against "-2, 1". After parsing, `unify_symbols` makes the imaginary unit one
+object (latex2sympy gives `i` other assumptions depending on where it stands, so
+`3i\\sqrt{2}` and `3\\sqrt{2}i` differ). `text_answer` compares names and directions
+without their case. `spurious` rejects the equalities math-verify grants that are known to
+be wrong: two exact values that differ below its rounding (`1/2004!` against `1/2006!`) and
+two equations that are both identities (each simplifies to 0 = 0).
 
 Every rule is about a form, not about particular answers.
 """
@@ -75,6 +75,8 @@ _MATRIX = re.compile(
 )
 _MEMBERSHIP = re.compile(r"^\s*[A-Za-z]\s*\\in\s*(?=[(\[]|\\left|\\\{|\\mathbb)")
 _ANGLE = re.compile(r"\\langle\s*(.*?)\s*\\rangle", re.DOTALL)
+# "x = -2, 1": one variable set to a list of values is the list (not "x = 1, y = 2").
+_NAMED_LIST = re.compile(r"^\s*[A-Za-z](?:_\{?\w+\}?)?\s*=\s*(?=[^=]*,[^=]*$)")
 
 
 # "0.333...", "0.1666\ldots": the cycle that repeats at the end of the digits goes on.
@@ -146,6 +148,7 @@ def normalise(latex: str) -> str:
     if not s.lstrip().startswith(("(", "[", r"\{", r"\left", r"\langle")):
         s = _SEPARATED.sub(lambda m: m[0].replace(",", ""), s)
     s = _MEMBERSHIP.sub("", s)
+    s = _NAMED_LIST.sub("", s)
     s = _TRAILING.sub("", s)
     return " ".join(s.split()) or latex.strip()
 
