@@ -282,3 +282,12 @@ def test_sentence_cuts_end_to_end(tmp_path: Path, embedded_model: Path) -> None:
         if q["units"]:
             assert "".join(u[0] for u in q["units"]) == "".join(s[0] for s in q["segments"])
     assert (work / out / "figures/window_positions.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_unit_cuts_with_adaptive_sampling_are_refused(tmp_path: Path) -> None:
+    config = {**TINY_CONFIG, "cuts": {"unit": "step"}, "sampling_strategy": "adaptive"}
+    work = make_workdir(tmp_path / "run", config)
+    done = snakemake(work, "-n", check=False)
+    assert done.returncode != 0
+    assert "cuts.unit 'step' with sampling_strategy 'adaptive'" in done.stdout + done.stderr
