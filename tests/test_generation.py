@@ -313,3 +313,36 @@ def test_tiny_run_tables(tiny_run: Path, dataset: str) -> None:
     assert (
         meta["seed"] == 2243 and meta["temperature"] == 0.6 and "critical_windows_version" in meta
     )
+
+
+@pytest.mark.slow
+def test_forced_elicitation_runs_in_the_resample_engine(tmp_path: Path) -> None:
+    """With elicitation forced, resample_prefixes elicits every answer in its own engine
+    (whose prefix cache holds the continuations the prompts extend), and elicit_answers
+    finds all of them in the journal."""
+    from conftest import make_workdir, snakemake
+
+    config = {
+        "models": {"synthetic": {"path": "synthetic"}},
+        "datasets": ["arc_easy"],
+        "questions_per_dataset": 3,
+        "engine": {"max_model_len": 16384},
+        "sampling": {"temperature": 0.6, "top_p": 0.9, "max_tokens": 64},
+        "levels": [0.3, 0.7],
+        "samples_per_level": 3,
+        "elicitation_max_tokens": 16,
+        "elicitation": "forced",
+    }
+    work = make_workdir(tmp_path, config)
+    snakemake(work, "results/synthetic/arc_easy/elicited.parquet")
+    logs = work / "results/logs/synthetic"
+    fused = re.search(
+        r"elicit_answers: (\d+) requests, 0 already journaled, (\d+) to generate",
+        (logs / "resample_prefixes/000.log").read_text(),
+    )
+    assert fused and fused[1] == fused[2] and int(fused[1]) == 3 * (1 + 2 + 2 * 3), fused
+    found = re.search(
+        r"elicit_answers: (\d+) requests, (\d+) already journaled, 0 to generate",
+        (logs / "elicit_answers/000.log").read_text(),
+    )
+    assert found and found[1] == found[2] == fused[1], found

@@ -531,6 +531,12 @@ def run_model_stage(
         schema = tables.RESAMPLED
     elif stage == "resample_prefixes":
         table, schema = resample_prefixes(gen, f["base"], f["truncated"]), tables.RESAMPLED
+        if settings.elicitation == "forced":
+            # Forced prompts extend the continuations token for token: elicit in this
+            # engine, whose prefix cache still holds them, into elicit_answers' journal,
+            # which then finds every request done (workflow/rules/generation.smk).
+            judge = Generator(backend, Journal(journal_dir.parent / "elicit_answers"), settings)
+            elicit_answers(judge, f["questions"], f["base"], f["truncated"], table)
     elif stage == "elicit_answers":
         table = elicit_answers(gen, f["questions"], f["base"], f["truncated"], f["resampled"])
         schema = tables.ELICITED

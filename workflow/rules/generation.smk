@@ -2,6 +2,10 @@
 # run gives a job at most --cores; profiles/slurm sets them per rule). Snakemake passes them
 # to the job as OMP_NUM_THREADS, which the engine reads (critical_windows.backends).
 ENGINE_THREADS = config.get("engine", {}).get("threads") or 256
+# With the forced readout (and the fixed grid), resample_prefixes also runs the
+# elicitations in its own engine, whose prefix cache holds the prompt + prefix +
+# continuation they extend; elicit_answers then finds them all in the journal.
+FUSED_ELICITATION = config.get("elicitation") == "forced" and not ADAPTIVE
 
 
 rule generate_base:
@@ -77,7 +81,7 @@ rule resample_prefixes:
         },
         **{
             f"questions_{ds}": f"results/datasets/{ds}.parquet"
-            for ds in (DATASETS if ADAPTIVE else [])
+            for ds in (DATASETS if ADAPTIVE or FUSED_ELICITATION else [])
         },
         model=model_input,
     output:
@@ -94,7 +98,7 @@ rule resample_prefixes:
         mem_mb=lambda wc, attempt: 16000 * attempt,
         runtime=lambda wc, attempt: 240 * attempt,
     params:
-        settings=stage_settings,
+        settings=elicitation_settings if FUSED_ELICITATION else stage_settings,
         code=GENERATION_CODE,
         journal=lambda w: f"results/{w.model}/.journal/resample_prefixes",
         shards=config["shards"],
