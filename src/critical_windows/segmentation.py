@@ -11,8 +11,8 @@ commands with their braces such as `\\frac{1}{2}`), inline code and fenced code 
 Hard boundaries come before pysbd: `<think>` and `</think>` tags, blank lines, and lines
 that open an enumeration ("1. ", "2) ", "Step 2:", "**Step 2:**", "- ", "* ", "(a) ") or a
 Markdown heading. A `step` is the text between hard boundaries (a paragraph, a numbered
-step, a blank-line block); a `sentence` is a pysbd sentence inside a step, or a line of it. An enumeration marker is
-never a unit of its own: "1. " belongs to the sentence it opens.
+step, a blank-line block); a `sentence` is a pysbd sentence inside a step, or a line of it.
+An enumeration marker is never a unit of its own: "1. " belongs to the sentence it opens.
 
 `unit_cuts(text, token_ids, tokenizer, unit)` places a cut at the start of every unit but
 the first: the first token whose text reaches the unit's first non-space character. The
