@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 from test_windows import FAKE_TEXTS, detect_fake_run, write_fake_run
 
-from critical_windows import explorer, tables
+from critical_windows import explorer, importance, tables
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 
@@ -75,6 +75,7 @@ def page(tmp_path_factory) -> tuple[Path, int]:
         curves,
         windows,
         per_dataset=6,
+        importance=importance.importance(read("graded", tables.GRADED), curves),
     )
     path = root / "explorer.html"
     path.write_text(html)
@@ -125,6 +126,9 @@ def test_page_renders_in_chromium_without_errors(page, tmp_path):
     assert dom.count('<section class="card"') == shown
     assert dom.count("<mark>") >= 3 * 4, "every dataset's windows are highlighted"
     assert "<svg" in dom and "<polyline" in dom
+    # the units view: every piece between cuts shaded by its change in P, the window outlined
+    assert dom.count('class="unit"') + dom.count('class="unit inside"') > shown * 3
+    assert dom.count('class="unit inside"') >= 3 * 4 and "background: rgba(" in dom
     assert "&lt;b&gt;without&lt;/b&gt;" in dom, "model text is shown as text, not as HTML"
 
     shot = tmp_path / "explorer.png"
