@@ -326,7 +326,7 @@ def test_small_real_run(tmp_path: Path, embedded_model: Path) -> None:
         "models": {"smollm2": {"path": "embedded"}},
         "datasets": ["arc_easy"],
         "engine": {"dtype": "float32", "max_model_len": 1024, "cpu_kv_cache_gib": 1},
-        "sampling": {"temperature": 1.0, "top_p": 1.0},
+        "sampling": {"temperature": 1.0, "top_p": 1.0, "max_tokens": 512},
         "structured": {
             "samples": 12,
             "constrained_samples": 150,

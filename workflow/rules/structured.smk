@@ -5,6 +5,10 @@
 
 STRUCTURED = config["structured"]
 STRUCTURED_FORM = {k: STRUCTURED[k] for k in ("prompt", "blanks", "prefill")}
+if "structured" in config["experiments"]:
+    from critical_windows.structured import make_form
+
+    make_form(**STRUCTURED_FORM)  # a bad form is refused when the workflow starts
 
 
 wildcard_constraints:
