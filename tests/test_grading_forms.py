@@ -246,6 +246,7 @@ NOT_EQUIVALENT = [
     ("\\text{yes}", "No"),
     ("f \\circ g", "f g"),
     ("xy", "yx + 1"),
+    ("abc", "cab + 1"),
     ("0.\\overline{6}", "0.6"),
     ("\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", "(1, 2, 3, 4)"),
     ("3 + 2i", "3 - 2i"),
@@ -298,6 +299,13 @@ def test_equivalence_holds_in_workers_too(monkeypatch: pytest.MonkeyPatch) -> No
 )
 def test_text_answers(latex: str, text: str | None) -> None:
     assert answer_forms.text_answer(latex) == text
+
+
+def test_bare_short_words_stay_mathematics(judge: grading.MathJudge) -> None:
+    assert answer_forms.same_text("abc", "cba") is None
+    assert judge.equivalent([("abc", "cba")]) == {("abc", "cba"): True}
+    assert answer_forms.same_text("\\text{Red}", "red") is True
+    assert answer_forms.same_text("North", "south") is False
 
 
 def test_text_answers_count_as_parsed(judge: grading.MathJudge) -> None:

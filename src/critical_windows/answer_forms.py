@@ -179,6 +179,21 @@ def text_answer(latex: str) -> str | None:
     return "".join(words)
 
 
+def same_text(a: str, b: str) -> bool | None:
+    """Whether two text answers are the same name or phrase; None unless both are text.
+
+    Two bare words compare as text only from four letters up: "abc" and "cba" may be
+    products of variables, "North" and "north" are not.
+    """
+    key_a, key_b = text_answer(a), text_answer(b)
+    if key_a is None or key_b is None:
+        return None
+    wrapped = re.match(_TEXT_WRAPPER, a.strip()) or re.match(_TEXT_WRAPPER, b.strip())
+    if not wrapped and min(len(key_a), len(key_b)) < 4:
+        return None
+    return key_a == key_b
+
+
 def unify_symbols(parsed: Sequence[Any]) -> list[Any]:
     """math-verify's readings with `i` as the imaginary unit and plain variables.
 

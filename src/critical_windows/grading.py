@@ -340,9 +340,9 @@ class MathJudge:
         items, apart = [], 0
         for a, b in todo:
             parsed_a, parsed_b = self._parsed[a], self._parsed[b]
-            text_a, text_b = answer_forms.text_answer(a), answer_forms.text_answer(b)
-            if text_a is not None and text_b is not None:
-                self._equal[a, b] = self._new_equal[a, b] = text_a == text_b
+            same = answer_forms.same_text(a, b)
+            if same is not None:
+                self._equal[a, b] = self._new_equal[a, b] = same
                 self.stats["text_answers"] += 1
                 continue
             if numerically_apart(parsed_a, parsed_b, self._values[a], self._values[b]):
