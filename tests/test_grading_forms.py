@@ -203,6 +203,9 @@ EQUIVALENT = [
     ("1{,}250", "1250"),
     ("2\\,500", "2500"),
     ("12 cm^2", "12"),
+    ("111, \\! 111, \\! 111", "111111111"),
+    ("10\\;\\text{edges}", "10"),
+    ("7, -2, \\text{ and } -5", "-5, -2, 7"),
     # Repeating decimals.
     ("0.\\overline{3}", "\\frac{1}{3}"),
     ("\\frac{7}{11}", "0.\\overline{63}"),
@@ -217,6 +220,7 @@ EQUIVALENT = [
     ("2\\sqrt{3}i", "2i\\sqrt3"),
     ("-\\sqrt{5}i+1", "1 - i\\sqrt{5}"),
     ("5\\sqrt{2}\\pi", "5\\pi\\sqrt{2}"),
+    ("2\\cos 15^{\\circ}", "2\\cos\\frac{\\pi}{12}"),
     # Vectors and tuples, set membership.
     ("\\begin{pmatrix} 2 \\\\ -1 \\end{pmatrix}", "(2, -1)"),
     ("(3, 0, -4)", "\\begin{pmatrix} 3 \\\\ 0 \\\\ -4 \\end{pmatrix}"),
@@ -245,6 +249,7 @@ NOT_EQUIVALENT = [
     ("\\text{north}", "\\text{south}"),
     ("\\text{yes}", "No"),
     ("f \\circ g", "f g"),
+    ("2\\cos 15^{\\circ}", "2\\cos 15"),
     ("xy", "yx + 1"),
     ("abc", "cab + 1"),
     ("0.\\overline{6}", "0.6"),

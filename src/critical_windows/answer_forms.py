@@ -55,7 +55,11 @@ def _drop_text_unit(match: re.Match[str]) -> str:
     lowered = [w.lower() for w in words]
     if len(lowered) == 1 and lowered[0] in _CONNECTORS:
         return ", "
-    if lowered[0] in _UNITS or inner[:1].isspace():
+    if lowered[0] in _UNITS:
+        return " "
+    # After a number: "10\;\text{edges}", "65 \text{ children tickets }".
+    after_number = re.search(r"[\d})\]]\s*$", match.string[: match.start()])
+    if after_number and (inner[:1].isspace() or all(w.isalpha() for w in words)):
         return " "
     return match[0]
 
@@ -66,6 +70,7 @@ _SEPARATED = re.compile(r"(?<![\d.,])\d{1,3}(?:,\d{3})+(?![\d])")
 _DEGREES = re.compile(
     r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\u00b0|\\degree|\^\s*\{\s*o\s*\}(?![A-Za-z])"
 )
+_TRIG = re.compile(r"\\(?:a|arc)?(?:sin|cos|tan|cot|sec|csc)h?(?![A-Za-z])")
 _DOLLAR = re.compile(r"\\\$|\$")
 _REPEATING = re.compile(r"(?<![\d.])(\d*)\.(\d*)\\(?:overline|bar|dot)\s*(?:\{\s*(\d+)\s*\}|(\d))")
 _MATRIX = re.compile(
@@ -127,6 +132,7 @@ def _vector_as_tuple(match: re.Match[str]) -> str:
 def normalise(latex: str) -> str:
     """The answer with the forms math-verify misreads rewritten; see the module docstring."""
     s = " ".join(latex.split())
+    s = re.sub(r",\s*\\!\s*", ",", s)  # "111, \! 111": a separator, spaces and all
     s = s.replace(r"\!", "").replace(r"\left.", "").replace(r"\right.", "")
     s = s.replace("{,}", ",")
     s = re.sub(r"(?<=\d)\\,(?=\d{3}(?!\d))", "", s)  # 1\,000: a thin-space separator
@@ -134,7 +140,12 @@ def normalise(latex: str) -> str:
     s = _THIN_SPACE.sub(" ", s)
     s = _ANGLE.sub(r"(\1)", s)
     s = _DOLLAR.sub("", s)
-    s = _DEGREES.sub("", s)
+    if _TRIG.search(s):  # in "\cos 15^\circ" the degrees are part of the value
+        s = re.sub(
+            rf"(\d+(?:\.\d+)?)\s*(?:{_DEGREES.pattern})", r"\\left(\\frac{\1\\pi}{180}\\right)", s
+        )
+    else:
+        s = _DEGREES.sub("", s)
     s = re.sub(r"\\text\s*\{\s*\\%\s*\}|\\text\s*\{\s*percent\s*\}", r"\\%", s)
     # A unit after a number or a closing bracket; a whole-text answer keeps its text.
     s = re.sub(
@@ -147,6 +158,7 @@ def normalise(latex: str) -> str:
     s = _ELLIPSIS_DECIMAL.sub(_cycle_fraction, s)
     if not s.lstrip().startswith(("(", "[", r"\{", r"\left", r"\langle")):
         s = _SEPARATED.sub(lambda m: m[0].replace(",", ""), s)
+    s = re.sub(r",\s*(?:,\s*)+", ", ", s)  # "7, -2, \text{ and } -5"
     s = _MEMBERSHIP.sub("", s)
     s = _NAMED_LIST.sub("", s)
     s = _TRAILING.sub("", s)
