@@ -367,15 +367,7 @@ def extract_letter(text: str | None, n_choices: int) -> Extraction:
         if match and (found := verdict(_letter_of(match), match.end())):
             commitments.append((anchor.start(), found))
     if commitments:
-        weaker = [
-            (match.start(), Extraction(letter))
-            for pattern in (_LETTER_FIRST, _CLOSING)
-            for match in pattern.finditer(clean)
-            if (letter := (match["paren"] or match["bare"]).upper()) in valid
-        ]
-        return _after_take_backs(
-            clean, sorted(commitments + weaker, key=lambda c: c[0]), commitments[0]
-        )
+        return _after_take_backs(clean, commitments, valid)
 
     boxed = _first_boxed(clean)
     if boxed is not None:
@@ -422,21 +414,29 @@ def _article_or_pronoun(clean: str, match: re.Match[str]) -> bool:
 
 
 def _after_take_backs(
-    clean: str, commitments: list[tuple[int, Extraction]], first: tuple[int, Extraction]
+    clean: str, commitments: list[tuple[int, Extraction]], valid: str
 ) -> Extraction:
-    """The `first` commitment, or the last of `commitments` (by position; they may include
-    "E is the best fit" and a closing "Thus B.") after the text takes the first back.
+    """The first commitment, or the last one after the text takes the first back; after
+    a take-back, "E is the best fit" and a closing "Thus B." commit too.
 
     A made-up next question ends what belongs to this answer.
     """
-    first_at, found = first
+    first_at, first = commitments[0]
     question = _NEW_QUESTION.search(clean, first_at)
     limit = question.start() if question else len(clean)
     take_back = _RETRACTION.search(clean, first_at + 1, limit)
     if take_back is None:
-        return found
-    after = [later for at, later in commitments if take_back.start() < at < limit]
-    return after[-1] if after else found
+        return first
+    later = commitments[1:] + [
+        (match.start(), Extraction(letter))
+        for pattern in (_LETTER_FIRST, _CLOSING)
+        for match in pattern.finditer(clean, take_back.start())
+        if (letter := (match["paren"] or match["bare"]).upper()) in valid
+    ]
+    after = [
+        found for at, found in sorted(later, key=lambda c: c[0]) if take_back.start() < at < limit
+    ]
+    return after[-1] if after else first
 
 
 def extract_choice(text: str | None, n_choices: int, choices: Sequence[str] = ()) -> Extraction:
