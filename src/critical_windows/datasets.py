@@ -853,19 +853,20 @@ def _custom_gold_index(spec: CustomSpec, record: Mapping[str, Any], choices: lis
     return hits[0]
 
 
-def _math_gold(text: str) -> str:
-    """The final answer of a math gold: the last `\\boxed{}` of a solution, the text after
-    the last "####" (GSM8K's solutions), or else the whole text."""
+def _math_gold(text: str, question: str) -> str:
+    """The final answer of a math gold: the boxed answer of a solution (`golds.math_gold`,
+    the rule of the bundled MATH golds), the text after the last "####" (GSM8K's
+    solutions), or else the whole text."""
     if _BOX.search(text):
-        gold = (last_boxed(text) or "").strip()
+        gold = (golds.math_gold(question, text)[0] or "").strip()
     elif "####" in text:
         gold = text.rsplit("####", 1)[1].strip().replace(",", "")
     else:
         gold = text.strip()
     if gold:
-        from critical_windows.grading import parse_math  # math-verify: heavy, math only
+        from critical_windows.grading import is_parsed, parse_math  # math-verify: heavy
 
-        if parse_math(gold):
+        if is_parsed(parse_math(gold), gold):
             return gold
     raise RowError(f"math gold {text[:60]!r} has no answer math-verify can read")
 
@@ -886,7 +887,7 @@ def _normalise_custom(spec: CustomSpec) -> Callable[[Mapping[str, Any], int, int
                 "dataset": spec.name,
                 "problem": question,
                 "choices": [],
-                "gold": _math_gold(_cell_text(record, spec.gold)),
+                "gold": _math_gold(_cell_text(record, spec.gold), question),
                 "answer_type": "math",
                 "task": spec.task,
                 "subject": subject,
