@@ -277,8 +277,13 @@ def test_sentence_cuts_end_to_end(tmp_path: Path, embedded_model: Path) -> None:
     data = json.loads(
         re.search(r'<script type="application/json" id="data">(.*?)</script>', page, re.S)[1]
     )
-    assert any(q["units"] for q in data["questions"])
+    scored = set()
+    for dataset in TINY_CONFIG["datasets"]:
+        path = work / out / dataset / "importance.parquet"
+        scored |= set(tables.read_table(path, tables.IMPORTANCE)["question_id"].to_list())
     for q in data["questions"]:
+        # a question whose cuts have answers gets the units view, the others none
+        assert (q["units"] is not None) == (q["id"] in scored), q["id"]
         if q["units"]:
             assert "".join(u[0] for u in q["units"]) == "".join(s[0] for s in q["segments"])
     assert (work / out / "figures/window_positions.png").stat().st_size > 1000
