@@ -29,7 +29,7 @@ import torch
 log = logging.getLogger(__name__)
 
 # Candidate sizes tried in turn before the full sort.
-HEAD_SIZES: tuple[int, ...] = (64, 1024)
+HEAD_SIZES: tuple[int, ...] = (64, 256, 2048)
 # The vLLM versions whose CPU sampler calls `apply_top_k_top_p(logits, k, p)` from
 # forward_cpu with the masking semantics reproduced here.
 SUPPORTED_VLLM = ("0.32.",)
