@@ -716,7 +716,7 @@ def _detections(
                 cut[(qid, w["level_lo"])],
                 length[qid] if w["level_hi"] == 1.0 else cut[(qid, w["level_hi"])],
             )
-        for method, hit in zip(METHODS, (rule, rule and sig, sig), strict=True):
+        for method, hit in zip(METHODS[:3], (rule, rule and sig, sig), strict=True):
             rows.append(
                 {
                     "question_id": qid,
