@@ -269,7 +269,6 @@ def _vllm_logprob_args(p: Sampling) -> dict[str, Any]:
     """SamplingParams arguments for the log-probabilities `p` asks for."""
     if not p.wants_logprobs:
         return {}
-    args: dict[str, Any] = {"logprobs": p.logprobs if p.logprobs is not None else 0}
     if p.logprob_token_ids is not None:
         # vLLM wants `logprobs` equal to the number of ids; the chosen token comes too.
         ids = list(p.logprob_token_ids)
