@@ -195,14 +195,26 @@ def _score_vllm(
 def _score_transformers(
     backend: Any, prompt: Sequence[int], paths: Sequence[Sequence[int]]
 ) -> list[list[float]]:
+    """The prompt once, then each path from a copy of its KV cache: the prompt is most
+    of every sequence."""
+    import copy
+
     torch = backend.torch
     scores = []
     with torch.inference_mode():
+        head = backend.model(torch.tensor([list(prompt)]), use_cache=True, logits_to_keep=1)
+        first = torch.log_softmax(head.logits[0, -1].float(), dim=-1)
         for path in paths:
-            ids = torch.tensor([[*prompt, *path]])
-            logits = backend.model(ids).logits[0, len(prompt) - 1 : -1].float()
-            lps = torch.log_softmax(logits, dim=-1)
-            scores.append(lps[torch.arange(len(path)), torch.tensor(list(path))].tolist())
+            lps = [float(first[path[0]])]
+            if len(path) > 1:
+                out = backend.model(
+                    torch.tensor([list(path[:-1])]),
+                    past_key_values=copy.deepcopy(head.past_key_values),
+                    use_cache=True,
+                )
+                rest = torch.log_softmax(out.logits[0].float(), dim=-1)
+                lps += rest[torch.arange(len(path) - 1), torch.tensor(list(path[1:]))].tolist()
+            scores.append(lps)
     return scores
 
 
