@@ -346,3 +346,12 @@ def test_forced_elicitation_runs_in_the_resample_engine(tmp_path: Path) -> None:
         (logs / "elicit_answers/000.log").read_text(),
     )
     assert found and found[1] == found[2] == fused[1], found
+
+
+def test_a_journal_entry_short_of_its_samples_is_generated_again(tmp_path: Path) -> None:
+    backend = FakeBackend(tokenizer=None)
+    gen = Generator(backend, Journal(tmp_path), _settings())
+    req = gen.request([1, 2], Sampling(0.6, 0.9, 50, 2, 0), "r")
+    Journal(tmp_path).append({req.key: [Completion((1,), "one", "stop")]})
+    done = gen.run([req], "test")
+    assert backend.calls == [1] and len(done[req.key]) == 2

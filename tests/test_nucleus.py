@@ -131,3 +131,8 @@ def test_seeded_engine_runs_reproduce(embedded_model: Path) -> None:
     assert tokens == [[c.token_ids for c in cs] for cs in again]
     assert tokens == [[c.token_ids for c in cs] for cs in theirs]
     assert len({t for cs in tokens for t in cs}) > 1  # sampled, not one greedy answer
+    # The stages' streamed path: every request once, with all n samples, the same tokens.
+    streamed = {
+        f.index: [c.token_ids for c in f.completions] for f in backend.stream(ids, params, 2)
+    }
+    assert [streamed[i] for i in range(len(ids))] == tokens

@@ -219,6 +219,7 @@ class VLLMBackend:
         The engine's own step loop, as `LLM.generate` runs it, one request at a time.
         """
         from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
 
         engine = self.llm.llm_engine
         if engine.has_unfinished_requests():
@@ -228,10 +229,11 @@ class VLLMBackend:
 
         def feed(k: int) -> None:
             for i in itertools.islice(queue, k):
+                sampling = self._params(params[i])
+                # As LLM.generate: one output per request, with all n samples, at the end.
+                sampling.output_kind = RequestOutputKind.FINAL_ONLY
                 engine.add_request(
-                    f"{tag}{i}",
-                    TokensPrompt(prompt_token_ids=list(prompts[i])),
-                    self._params(params[i]),
+                    f"{tag}{i}", TokensPrompt(prompt_token_ids=list(prompts[i])), sampling
                 )
 
         feed(max(1, in_flight))

@@ -125,6 +125,9 @@ class Generator:
     def run(self, requests: Sequence[Request], label: str) -> dict[str, list[Completion]]:
         unique = {r.key: r for r in requests}
         results = self.journal.load(unique)
+        # An entry without its n samples is not a finished request (e.g. journaled by a
+        # build whose stream kept only the last sample): generate it again.
+        results = {k: cs for k, cs in results.items() if len(cs) == unique[k].sampling.n}
         todo = [r for k, r in unique.items() if k not in results]
         log.info(
             "%s: %d requests, %d already journaled, %d to generate",
