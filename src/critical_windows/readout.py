@@ -307,17 +307,72 @@ def letter_distribution(
     return [w / total for w in weights]
 
 
+# METHOD.md §2: the research protocol's sampling, for models whose generation_config sets none.
+PROTOCOL_SAMPLING = {"temperature": 0.6, "top_p": 0.9}
+
+
+def generation_config(path: str | None, revision: str | None = None) -> dict[str, Any]:
+    """The model's generation_config.json (a local folder, or a hub id in the local cache);
+    empty when there is none or `path` is None. Plain JSON: no engine or tokenizer loads."""
+    import json
+    from pathlib import Path
+
+    if path is None:
+        return {}
+    local = Path(path) / "generation_config.json"
+    if not Path(path).exists():
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            cached = try_to_load_from_cache(path, "generation_config.json", revision=revision)
+        except ValueError:  # not a hub id either: nothing to read
+            return {}
+        local = Path(cached) if isinstance(cached, str) else local
+    return json.loads(local.read_text()) if local.is_file() else {}
+
+
+def model_sampling(
+    sampling: Mapping[str, Any], path: str | None, revision: str | None = None
+) -> dict[str, float]:
+    """`temperature` and `top_p` for a model: the config's where it sets them (not null),
+    else the model's generation_config (reasoning models ship the values they were tuned
+    for, e.g. 0.6 / 0.95), else the research protocol's (`PROTOCOL_SAMPLING`)."""
+    unset = [key for key in PROTOCOL_SAMPLING if sampling.get(key) is None]
+    model = generation_config(path, revision) if unset else {}
+    return {
+        key: float(
+            sampling[key]
+            if sampling.get(key) is not None
+            else model.get(key, PROTOCOL_SAMPLING[key])
+        )
+        for key in PROTOCOL_SAMPLING
+    }
+
+
 def check_config(config: Mapping[str, Any]) -> None:
     """Readout settings the run cannot honour, refused when the workflow starts.
 
     A reasoning trace longer than the engine's context would be cut by max_model_len
     without a word (vLLM stops at the context): a `sampling.max_tokens` that does not fit
-    under `engine.max_model_len` is refused here, naming both keys.
+    under `engine.max_model_len` is refused here, naming both keys. Adaptive sampling reads
+    answers in the research protocol's way only, so other readouts are refused with it.
     """
+    changed = [
+        f"{key}: {config[key]}"
+        for key, default in (("elicitation", "followup"), ("answer_readout", "greedy"))
+        if config.get(key, default) != default
+    ]
+    if config.get("sampling_strategy") == "adaptive" and changed:
+        raise ValueError(
+            f"{' and '.join(changed)} with sampling_strategy 'adaptive': the adaptive driver "
+            "reads answers with the follow-up turn and greedy text; use elicitation "
+            "'followup' and answer_readout 'greedy' with it, or sampling_strategy 'fixed'"
+        )
     sampling = config.get("sampling", {})
     engine = config.get("engine", {})
     most, room = sampling.get("max_tokens"), engine.get("max_model_len")
-    if most is not None and room is not None and most >= room:
+    chain_of_thought = "chain_of_thought" in config.get("experiments", ["chain_of_thought"])
+    if chain_of_thought and most is not None and room is not None and most >= room:
         raise ValueError(
             f"sampling.max_tokens={most} does not fit under engine.max_model_len={room} "
             "with the prompt: responses (reasoning traces above all) would be cut by the "

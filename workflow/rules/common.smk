@@ -97,6 +97,17 @@ def shard_outputs(table):
     )
 
 
+def entry_sampling(entry):
+    """temperature and top_p for a model entry: the config's, else its generation_config,
+    else the protocol's (critical_windows.readout.model_sampling). The embedded and the
+    synthetic model ship none."""
+    from critical_windows.readout import model_sampling
+
+    path = entry["path"]
+    lookup = None if path == "embedded" or is_synthetic(path) else path
+    return model_sampling(config["sampling"], lookup, entry.get("revision"))
+
+
 def stage_settings(wildcards):
     """The config as the model stages see it (see generation.StageSettings)."""
     model = MODELS[wildcards.model]
@@ -106,8 +117,7 @@ def stage_settings(wildcards):
         "revision": model.get("revision"),
         "backend": config["backend"],
         "engine": config["engine"],
-        "temperature": config["sampling"]["temperature"],
-        "top_p": config["sampling"]["top_p"],
+        **entry_sampling(model),
         "max_tokens": config["sampling"]["max_tokens"],
         "seed": config["seed"],
         "samples_per_level": config["samples_per_level"],

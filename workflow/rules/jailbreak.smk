@@ -69,9 +69,8 @@ rule sample_prefill_continuations:
         model_path=model_path,
         revision=lambda w: MODELS[w.model].get("revision"),
         settings=engine_settings(),
-        sampling={
-            "temperature": config["sampling"]["temperature"],
-            "top_p": config["sampling"]["top_p"],
+        sampling=lambda w: {
+            **entry_sampling(MODELS[w.model]),
             "max_tokens": JAILBREAK["max_tokens"],
         },
         attack={
@@ -276,8 +275,7 @@ rule generate_likelihood_responses:
         system_prompt=LIKELIHOOD["aligned"]["system_prompt"],
         settings=engine_settings(),
         sampling={
-            "temperature": config["sampling"]["temperature"],
-            "top_p": config["sampling"]["top_p"],
+            **entry_sampling(LIKELIHOOD["aligned"]),
             "max_tokens": LIKELIHOOD["max_tokens"],
         },
         journal="results/jailbreak/likelihood/.journal/generate_likelihood_responses",
