@@ -199,7 +199,10 @@ def test_adaptive_strategy_runs_through_snakemake(tmp_path: Path) -> None:
         curves = tables.read_table(work / f"results/synthetic/{d}/curves.parquet", tables.CURVES)
         assert curves["n_missing"].sum() == 0
     card = pl.read_csv(work / "results/synthetic/scorecard.csv")
-    assert card.filter(pl.col("population") == "all").height == 6
+    pooled = card.filter(pl.col("population") == "all")
+    assert set(pooled["truth"]) == {"planted", "grid", "span"}
+    assert set(pooled["method"]) == {"rule", "rule_significant", "significant"}
+    assert pooled.height == 9 and (pooled["questions"] == 12).all()
     assert (work / "results/synthetic/.journal/elicit_answers").is_dir()
 
 
