@@ -320,6 +320,32 @@ FAKE_TEXTS = {
 }
 
 
+def _elicited_rows(graded: list[dict]) -> list[dict]:
+    """ELICITED rows behind GRADED rows, as a greedy readout writes them (no answer_probs)."""
+    rows: list[dict] = []
+    for qid in dict.fromkeys(r["question_id"] for r in graded):
+        mine = [r for r in graded if r["question_id"] == qid]
+        keys = [("orig", None, None)]
+        keys += [("stump", level, None) for level in dict.fromkeys(r["level"] for r in mine)]
+        keys += [("resample", r["level"], r["sample"]) for r in mine]
+        for kind, level, sample in keys:
+            rows.append(
+                {
+                    "question_id": qid,
+                    "kind": kind,
+                    "level": level,
+                    "sample": sample,
+                    "source_finish_reason": None if kind == "stump" else "stop",
+                    "answer_text": "The answer is (B).",
+                    "n_answer_tokens": 6,
+                    "answer_finish_reason": "stop",
+                    "answer_probs": None,
+                    "answer_logprob": None,
+                }
+            )
+    return rows
+
+
 def write_fake_run(root: Path, model: str = "fake", n_per_dataset: int = 8, m: int = 6) -> dict:
     """Write the upstream tables of a small run under root/results; return what it made."""
     rng = np.random.default_rng(7)
@@ -400,6 +426,11 @@ def write_fake_run(root: Path, model: str = "fake", n_per_dataset: int = 8, m: i
             as_table(truncated, tables.TRUNCATED), run / "truncated.parquet", tables.TRUNCATED
         )
         tables.write_table(as_table(graded, tables.GRADED), run / "graded.parquet", tables.GRADED)
+        tables.write_table(
+            as_table(_elicited_rows(graded), tables.ELICITED),
+            run / "elicited.parquet",
+            tables.ELICITED,
+        )
         made[dataset] = [q["question_id"] for q in questions]
     return made
 
