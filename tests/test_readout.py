@@ -356,3 +356,40 @@ def test_responses_the_context_would_cut_are_refused():
     readout.check_config({"sampling": {"max_tokens": 2048}, "engine": {"max_model_len": 4096}})
     with pytest.raises(ValueError, match="sampling.max_tokens=32768.*engine.max_model_len=4096"):
         readout.check_config({"sampling": {"max_tokens": 32768}, "engine": {"max_model_len": 4096}})
+    # the context only binds the chain-of-thought stages
+    readout.check_config(
+        {
+            "experiments": ["prefill_attack"],
+            "sampling": {"max_tokens": 2048},
+            "engine": {"max_model_len": 2048},
+        }
+    )
+
+
+def test_adaptive_sampling_refuses_other_readouts():
+    base = {"sampling_strategy": "adaptive", "sampling": {}, "engine": {}}
+    readout.check_config({**base, "elicitation": "followup", "answer_readout": "greedy"})
+    with pytest.raises(ValueError, match="answer_readout: logprobs with sampling_strategy"):
+        readout.check_config({**base, "answer_readout": "logprobs"})
+    with pytest.raises(ValueError, match="elicitation: forced with sampling_strategy"):
+        readout.check_config({**base, "elicitation": "forced"})
+
+
+def test_sampling_comes_from_the_config_then_the_generation_config(tmp_path: Path):
+    """A reasoning model's folder ships its tuned sampling (Qwen3: 0.6 / 0.95); the config
+    wins where it sets a value; a model without one gets the protocol's 0.6 / 0.9."""
+    model = tmp_path / "qwen3"
+    model.mkdir()
+    (model / "generation_config.json").write_text('{"temperature": 0.7, "top_p": 0.95}')
+    unset = {"temperature": None, "top_p": None, "max_tokens": 64}
+    assert readout.model_sampling(unset, str(model)) == {"temperature": 0.7, "top_p": 0.95}
+    assert readout.model_sampling({**unset, "top_p": 0.5}, str(model)) == {
+        "temperature": 0.7,
+        "top_p": 0.5,
+    }
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "generation_config.json").write_text('{"eos_token_id": 2}')
+    assert readout.model_sampling(unset, str(tmp_path / "plain")) == readout.PROTOCOL_SAMPLING
+    assert readout.model_sampling(unset, None) == readout.PROTOCOL_SAMPLING
+    # a hub id that is not in the (offline) cache: nothing to read, the protocol's values
+    assert readout.model_sampling(unset, "nobody/not-cached") == readout.PROTOCOL_SAMPLING

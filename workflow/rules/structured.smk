@@ -39,8 +39,8 @@ rule sample_structured_answers:
         samples=STRUCTURED["samples"],
         samples_per_request=STRUCTURED["samples_per_request"],
         max_tokens=STRUCTURED["max_tokens"],
-        temperature=config["sampling"]["temperature"],
-        top_p=config["sampling"]["top_p"],
+        temperature=lambda w: entry_sampling(MODELS[w.model])["temperature"],
+        top_p=lambda w: entry_sampling(MODELS[w.model])["top_p"],
         seed=config["seed"],
         journal=lambda w: f"results/structured/{w.model}/.journal",
         code=code_version(
@@ -75,8 +75,8 @@ rule constrain_structured_answers:
         form=STRUCTURED_FORM,
         samples=STRUCTURED["constrained_samples"],
         samples_per_request=STRUCTURED["samples_per_request"],
-        temperature=config["sampling"]["temperature"],
-        top_p=config["sampling"]["top_p"],
+        temperature=lambda w: entry_sampling(MODELS[w.model])["temperature"],
+        top_p=lambda w: entry_sampling(MODELS[w.model])["top_p"],
         seed=config["seed"],
         journal=lambda w: f"results/structured/{w.model}/.journal_constrained",
         code=code_version(
