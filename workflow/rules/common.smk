@@ -71,6 +71,15 @@ def model_input(wildcards):
     return [path] if Path(path).exists() else []
 
 
+def dataset_files(wildcards):
+    """The shipped files for a built-in benchmark; the file itself for your own local one
+    (a hub dataset has no input file)."""
+    entry = DATASET_ENTRIES[wildcards.dataset]
+    if isinstance(entry, str):
+        return {"files": "resources/datasets"}
+    return {"own": entry["path"]} if entry.get("path") else {}
+
+
 def dataset_tables(wildcards=None):
     return expand("results/datasets/{dataset}.parquet", dataset=DATASETS)
 

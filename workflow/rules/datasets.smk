@@ -1,12 +1,3 @@
-def dataset_files(wildcards):
-    """The shipped files for a built-in benchmark; the file itself for your own local one
-    (a hub dataset has no input file)."""
-    entry = DATASET_ENTRIES[wildcards.dataset]
-    if isinstance(entry, str):
-        return {"files": "resources/datasets"}
-    return {"own": entry["path"]} if entry.get("path") else {}
-
-
 rule prepare_dataset:
     input:
         unpack(dataset_files),
