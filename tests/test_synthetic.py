@@ -266,7 +266,9 @@ def test_workflow_run_on_the_synthetic_model(tmp_path: Path) -> None:
     assert ((sampled["p_consistent"] - sampled["exact_p"]).abs() <= 4.5 * se + 1e-9).all()
     card = pl.read_csv(work / "results/synthetic/scorecard.csv")
     pooled = card.filter(pl.col("population") == "all")
-    assert pooled.height == 6 and set(pooled["questions"]) == {16}
+    # every truth (planted, grid, span) scored by every method of a greedy-readout run
+    assert pooled.height == 9 and set(pooled["questions"]) == {16}
+    assert set(pooled["truth"]) == set(synthetic.TRUTHS)
     assert pooled.filter(pl.col("truth") == "planted")["true_windows"][0] == (
         truth["planted_token"].is_not_null().sum()
     )
