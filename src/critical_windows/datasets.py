@@ -176,34 +176,13 @@ def draw(question_ids: Iterable[str], n: int | None, seed: int) -> list[str]:
 _BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 
 
-def _braced(text: str, start: int) -> str | None:
-    """The content of the brace group opening at `text[start]`, or None when it never closes.
-
-    Escaped characters (`\\{`, `\\}`, `\\\\`) do not count as braces.
-    """
-    depth = 0
-    i = start
-    while i < len(text):
-        char = text[i]
-        if char == "\\":
-            i += 2
-            continue
-        if char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start + 1 : i]
-        i += 1
-    return None
-
-
 def _box_argument(text: str, start: int) -> str | None:
     """The argument of a box command whose name ends at `start`."""
     rest = text[start:]
     stripped = rest.lstrip()
     if stripped.startswith("{"):
-        return _braced(text, start + len(rest) - len(stripped))
+        group = golds.braced(text, start + len(rest) - len(stripped))
+        return group[0] if group else None
     if stripped is rest or not stripped:
         return None  # "\boxed\frac..." or a bare "\boxed" at the end
     # "\boxed 5$": the answer runs to the end of the math or of the line.

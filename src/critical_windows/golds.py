@@ -53,8 +53,11 @@ _VALUE_AFTER_EQUALS = re.compile(
 )
 
 
-def _braced(text: str, start: int) -> tuple[str, int] | None:
-    """The brace group opening at `text[start]` and the index after it; None if unclosed."""
+def braced(text: str, start: int) -> tuple[str, int] | None:
+    """The brace group opening at `text[start]` and the index after it; None if unclosed.
+
+    Escaped characters (`\\{`, `\\}`, `\\\\`) do not count as braces.
+    """
     depth = 0
     i = start
     while i < len(text):
@@ -84,7 +87,7 @@ def boxes(text: str) -> list[tuple[str, int]]:
         stripped = rest.lstrip()
         at = match.end() + len(rest) - len(stripped)
         if stripped.startswith("{"):
-            group = _braced(text, at)
+            group = braced(text, at)
             if group is not None:
                 found.append((group[0].strip(), group[1]))
         elif stripped is not rest and stripped:
