@@ -370,6 +370,10 @@ def test_preflight_server_that_does_not_answer(tmp_path: Path) -> None:
         preflight.check_config(config, tmp_path)
     config["server"]["check"] = False
     preflight.check_config(config, tmp_path)
+    # the other experiments would not reach the server: refused even in a dry run
+    config["experiments"] = ["chain_of_thought", "structured"]
+    with pytest.raises(preflight.ConfigError, match=re.escape("backend: openai with experiments")):
+        preflight.check_config(config, tmp_path, run=False)
 
 
 @pytest.mark.slow

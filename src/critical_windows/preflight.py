@@ -139,6 +139,13 @@ def check_config(config: Mapping[str, Any], workdir: Path | str = ".", *, run: b
         )
         if problem:
             problems.append(problem)
+    others = [e for e in config.get("experiments", []) if e != "chain_of_thought"]
+    if config.get("backend") == "openai" and others:
+        problems.append(
+            f"backend: openai with experiments {others}: only the chain-of-thought stages "
+            "send their requests to the server; run those experiments with backend vllm "
+            "or transformers"
+        )
     if run and config.get("backend") == "openai":
         problems += server_problems(config)
     if problems:
