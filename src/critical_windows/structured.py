@@ -199,11 +199,15 @@ def sample_answers(
             journal.append({key: out})
             done[key] = out
             log.info("%d samples, %d tokens", s.n, sum(len(c.token_ids) for c in out))
-    completions: list[Completion] = [c for key, _ in requests for c in done[key]]
+    return sample_table(form, [c for key, _ in requests for c in done[key]])
+
+
+def sample_table(form: Form, completions: Sequence[Completion]) -> pl.DataFrame:
+    """The SAMPLES table of `completions`: each answer's text and the choices it makes,
+    when it is in the form."""
     rows = []
     for i, c in enumerate(completions):
-        answer = form.prefill + c.text
-        choices = form.choices_of(answer)
+        choices = form.choices_of(form.prefill + c.text)
         rows.append(
             {
                 "sample": i,

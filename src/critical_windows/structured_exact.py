@@ -40,7 +40,7 @@ import polars as pl
 import pyarrow as pa
 
 from critical_windows.backends import Completion, Sampling
-from critical_windows.structured import Form, curve_rows, grid_points
+from critical_windows.structured import Form, curve_rows, grid_points, sample_table
 
 log = logging.getLogger(__name__)
 
@@ -754,7 +754,6 @@ def run_exact(
     from critical_windows import prompts
     from critical_windows.generation import derive_seed
     from critical_windows.journal import request_key
-    from critical_windows.structured import SAMPLES
 
     tokenizer = backend.tokenizer
     trie = build_trie(form, tokenizer, stop_ids(backend))
@@ -790,24 +789,8 @@ def run_exact(
             journal.append({key: out})
             done[key] = out
             log.info("%d constrained samples, %d tokens", s.n, sum(len(c.token_ids) for c in out))
-    rows = []
-    for i, c in enumerate(c for key, _ in requests for c in done[key]):
-        choices = form.choices_of(form.prefill + c.text)
-        rows.append(
-            {
-                "sample": i,
-                "text": c.text,
-                "n_tokens": len(c.token_ids),
-                "finish_reason": c.finish_reason,
-                "conforming": choices is not None,
-                "choices": None
-                if choices is None
-                else [b.options[x] for b, x in zip(form.blanks, choices, strict=True)],
-                "string": None if choices is None else form.answer(choices)[0],
-            }
-        )
-    constrained = pl.from_arrow(pa.Table.from_pylist(rows, schema=SAMPLES))
-    return constrained, exact, trie  # type: ignore[return-value]
+    constrained = sample_table(form, [c for key, _ in requests for c in done[key]])
+    return constrained, exact, trie
 
 
 def agreement(constrained: pl.DataFrame, exact: pl.DataFrame) -> dict[str, Any]:

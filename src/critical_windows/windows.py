@@ -247,17 +247,7 @@ def find_windows(
         .select(*unit, "level_lo", "level_hi", "p_value", "q_value", jump=pl.col("rise"))
     )
     falls = step.group_by(unit).agg(max_drop=(-pl.col("rise")).max().clip(lower_bound=0.0))
-    levels = curve.group_by(unit).agg(n_levels=pl.col(columns.p).is_not_null().sum())
-    return (
-        levels.join(largest, on=unit, how="left")
-        .join(falls, on=unit, how="left")
-        .with_columns(
-            significant=pl.col("q_value") <= fdr,
-            has_window=pl.when(pl.col("level_lo").is_not_null()).then(
-                (pl.col("jump") > jump) & (pl.col("max_drop") <= drop)
-            ),
-        )
-    )
+    return _call(curve, unit, columns.p, largest, falls, jump=jump, drop=drop, fdr=fdr)
 
 
 RULES = ("steps", "span")
@@ -363,17 +353,7 @@ def find_windows_span(
     falls = span.group_by(unit).agg(
         max_drop=pl.when(real).then(-pl.col("rise")).otherwise(0.0).max()
     )
-    levels = curve.group_by(unit).agg(n_levels=pl.col(columns.p).is_not_null().sum())
-    return (
-        levels.join(chosen, on=unit, how="left")
-        .join(falls, on=unit, how="left")
-        .with_columns(
-            significant=pl.col("q_value") <= fdr,
-            has_window=pl.when(pl.col("level_lo").is_not_null()).then(
-                (pl.col("jump") > jump) & (pl.col("max_drop") <= drop)
-            ),
-        )
-    )
+    return _call(curve, unit, columns.p, chosen, falls, jump=jump, drop=drop, fdr=fdr)
 
 
 def call_windows(
@@ -518,3 +498,30 @@ def _spans(found: pl.DataFrame, truncated: pl.DataFrame, base: pl.DataFrame) -> 
             )
         ),
     ).drop("response_text", "n_response_tokens", "n_chars")
+
+
+def _call(
+    curve: pl.DataFrame,
+    unit: list[str],
+    p: str,
+    chosen: pl.DataFrame,
+    falls: pl.DataFrame,
+    *,
+    jump: float,
+    drop: float,
+    fdr: float,
+) -> pl.DataFrame:
+    """Per unit: its number of levels, the chosen rise (`jump`, its q-value) and the largest
+    fall that counts (`max_drop`), and the calls of both rules: `has_window` and
+    `significant`."""
+    levels = curve.group_by(unit).agg(n_levels=pl.col(p).is_not_null().sum())
+    return (
+        levels.join(chosen, on=unit, how="left")
+        .join(falls, on=unit, how="left")
+        .with_columns(
+            significant=pl.col("q_value") <= fdr,
+            has_window=pl.when(pl.col("level_lo").is_not_null()).then(
+                (pl.col("jump") > jump) & (pl.col("max_drop") <= drop)
+            ),
+        )
+    )
