@@ -1,5 +1,5 @@
 # The two commands of the README: `make run` and `make test`.
-.PHONY: setup run test lint
+.PHONY: setup run test check lint
 
 setup:
 	./setup.sh
@@ -12,6 +12,7 @@ lint:
 	.venv/bin/ruff format --check .
 	.venv/bin/snakefmt --check Snakefile workflow
 	.venv/bin/snakemake --lint
+	.venv/bin/lint-imports
 
 test:
 	./setup.sh test

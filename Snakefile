@@ -26,7 +26,8 @@ include: "workflow/rules/windows.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/structured.smk"
-include: "workflow/rules/jailbreak.smk"
+include: "workflow/rules/prefill.smk"
+include: "workflow/rules/likelihood.smk"
 
 
 rule all:

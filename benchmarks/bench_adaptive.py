@@ -2,9 +2,9 @@
 
 The fixed strategy samples M continuations at every level of a grid (scored like
 bench_synthetic_sweep.py: one simulation at the largest M, sub-sampled). The adaptive
-strategy (critical_windows.adaptive) runs its driver through a Generator on the synthetic
+strategy (critical_windows.cot.adaptive) runs its driver through a Generator on the synthetic
 model, then the workflow's own elicitation, grading and detection on what it sampled.
-Both are scored against the exact truth (synthetic.score, truth "planted", method "rule").
+Both are scored against the exact truth (scorecard.score, truth "planted", method "rule").
 
 Per strategy and budget: generated tokens per question (base response and continuations),
 model calls per question (sequences generated: base, continuations and elicitations of
@@ -24,9 +24,14 @@ from pathlib import Path
 
 import polars as pl
 
-from critical_windows import adaptive, datasets, generation, grading, synthetic, windows
-from critical_windows.backends import EngineSettings
-from critical_windows.journal import Journal
+from critical_windows.analysis import windows
+from critical_windows.cot import adaptive, generation
+from critical_windows.data import benchmarks
+from critical_windows.engine import synthetic
+from critical_windows.engine.journal import Journal
+from critical_windows.engine.types import EngineSettings
+from critical_windows.experiments.synthetic import scorecard, simulation
+from critical_windows.grading import grader
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ["arc_easy", "mmlu"]
@@ -106,9 +111,9 @@ def run_adaptive(
     resampled = adaptive.resample_adaptive(gen, questions, base, s, judge=judge)
     truncated = adaptive.truncate_at_sampled_levels(base, resampled, model.tokenizer)
     elicited = generation.elicit_answers(judge, questions, base, truncated, resampled)
-    graded, _ = grading.grade(questions, elicited, processes=1)
+    graded, _ = grader.grade(questions, elicited, processes=1)
     _, found = windows.detect(graded, truncated, base, jump=jump, drop=drop, fdr=fdr)
-    truth = synthetic.truth(model, questions, base, truncated, jump=jump, drop=drop)
+    truth = scorecard.truth(model, questions, base, truncated, jump=jump, drop=drop)
     n = base.height
     cost = {
         "tokens_per_question": (
@@ -121,7 +126,7 @@ def run_adaptive(
         / n,
         "levels_per_question": truncated.height / n,
     }
-    return synthetic.score(found, truncated, truth), cost, resampled
+    return scorecard.score(found, truncated, truth), cost, resampled
 
 
 def main() -> None:
@@ -138,16 +143,16 @@ def main() -> None:
     thresholds = dict(jump=args.jump, drop=args.drop, fdr=args.fdr)
 
     start = time.monotonic()
-    questions = datasets.prepare_bundled(
+    questions = benchmarks.prepare_bundled(
         DATASETS, resources=ROOT / "resources/datasets", n=args.questions, seed=args.seed
     )
     model = synthetic.load(args.model)
     rows = []
     levels = sorted({f for grid in FIXED.values() for f in grid})
-    sim = synthetic.simulate(model, questions, levels, max(FIXED_SAMPLES), args.seed)
+    sim = simulation.simulate(model, questions, levels, max(FIXED_SAMPLES), args.seed)
     for grid, grid_levels in FIXED.items():
         for m in FIXED_SAMPLES:
-            card, cost = synthetic.evaluate(model, sim, grid_levels, m, **thresholds)
+            card, cost = simulation.evaluate(model, sim, grid_levels, m, **thresholds)
             calls = 1 + len(grid_levels) * m + cost["elicitations_per_question"]
             rows.append(
                 {

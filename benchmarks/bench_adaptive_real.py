@@ -7,7 +7,7 @@ strategies run through the workflow's elicitation, grading and detection:
 
 - `dense`: 0.05, 0.10, ..., 0.95, 16 continuations each (the reference);
 - `paper`: the paper's grid (0.05, 0.1, 0.3, 0.5, 0.7, 0.9) at 16, taken from the dense run;
-- `adaptive`: critical_windows.adaptive with the config's `adaptive` block (schema defaults).
+- `adaptive`: critical_windows.cot.adaptive with the config's `adaptive` block (schema defaults).
 
 Per strategy: generated tokens and model calls per question (as bench_adaptive.py),
 windows found, agreement of the window call with the reference, and, where both find a
@@ -31,10 +31,14 @@ os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 import polars as pl
 import yaml
 
-from critical_windows import adaptive, datasets, generation, grading, windows
-from critical_windows.backends import EngineSettings, load_backend
-from critical_windows.journal import Journal
-from critical_windows.models import materialize_embedded
+from critical_windows.analysis import windows
+from critical_windows.cot import adaptive, generation
+from critical_windows.data import benchmarks
+from critical_windows.engine.journal import Journal
+from critical_windows.engine.models import materialize_embedded
+from critical_windows.engine.registry import load_backend
+from critical_windows.engine.types import EngineSettings
+from critical_windows.grading import grader
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ["arc_easy", "mmlu"]
@@ -51,7 +55,7 @@ def detect(
     thresholds: dict[str, float],
 ) -> tuple[pl.DataFrame, dict[str, float]]:
     """Windows of one strategy, and its cost per question."""
-    graded, _ = grading.grade(questions, elicited, processes=1)
+    graded, _ = grader.grade(questions, elicited, processes=1)
     _, found = windows.detect(graded, truncated, base, **thresholds)
     n = base.height
     cost = {
@@ -94,7 +98,7 @@ def main() -> None:
         code="bench_adaptive_real",
         batch_size=cfg.get("batch_size", 64),
     )
-    questions = datasets.prepare_bundled(
+    questions = benchmarks.prepare_bundled(
         DATASETS, resources=ROOT / "resources/datasets", n=args.questions, seed=cfg["seed"]
     )
     start = time.monotonic()

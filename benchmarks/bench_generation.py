@@ -5,7 +5,7 @@ process on one engine (so ratios hold on a busy machine where absolute rates do 
 - generated tokens/s of the pipeline's resample stage (request building, streaming,
   journal writes) against a bare `LLM.generate` on the same prompts: the overhead ratio;
 - CPU time / wall time of both (2.0 is both cores of a 2-core machine busy);
-- the fast exact top-p (critical_windows.nucleus) against vLLM's own full-sort top-p and
+- the fast exact top-p (critical_windows.engine.nucleus) against vLLM's own full-sort top-p and
   against no top-p at all, with how many seeded requests gave identical tokens;
 - prompt tokens actually computed with prefix caching against without, for the
   continuations and for forced-readout elicitations (fresh engine vs same engine);
@@ -25,9 +25,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from critical_windows import datasets, nucleus
-from critical_windows.backends import EngineSettings, Sampling, VLLMBackend
-from critical_windows.generation import (
+from critical_windows.cot.generation import (
     Generator,
     StageSettings,
     derive_seed,
@@ -35,8 +33,12 @@ from critical_windows.generation import (
     resample_prefixes,
     truncate_responses,
 )
-from critical_windows.journal import Journal
-from critical_windows.models import materialize_embedded
+from critical_windows.data import benchmarks
+from critical_windows.engine import nucleus
+from critical_windows.engine.journal import Journal
+from critical_windows.engine.models import materialize_embedded
+from critical_windows.engine.types import EngineSettings, Sampling
+from critical_windows.engine.vllm_backend import VLLMBackend
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,7 +94,7 @@ def main() -> None:
         code="benchmark",
         batch_size=cfg.get("batch_size", 64),
     )
-    questions, _ = datasets.prepare(
+    questions, _ = benchmarks.prepare(
         "arc_easy",
         source="bundled",
         resources=ROOT / "resources/datasets",

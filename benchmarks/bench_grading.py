@@ -1,4 +1,4 @@
-"""Benchmark `grading.grade` on a one-million-row elicited table. Not a test: it reports.
+"""Benchmark `grader.grade` on a one-million-row elicited table. Not a test: it reports.
 
 The table mimics the paper's protocol (6 levels x 25 resamples, orig, direct and a stump per
 level: 158 answers per question) over ~6,300 questions, one in seven from MATH with the
@@ -10,7 +10,7 @@ texts, some answers with nothing to extract and some cut by max_tokens.
 
 Prints figures and appends them to results/benchmarks/grading.csv. The first run grades
 with an empty equivalence cache, the second reuses it. Each run is what the grading rule
-does: `grading.grade_and_audit`, the grading and its audit by the MATH string judge.
+does: `grader.grade_and_audit`, the grading and its audit by the MATH string judge.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from critical_windows import grading, tables
+from critical_windows.grading import grader
+from critical_windows.io import tables
 
 ROOT = Path(__file__).resolve().parents[1]
 MATH500 = ROOT / "resources" / "datasets" / "math" / "math500_test.jsonl"
@@ -188,7 +189,7 @@ def distinct_comparisons(graded: pl.DataFrame) -> tuple[int, int]:
         pl.concat(
             [
                 math.select(pl.col(r).alias("a"), pl.col(c).alias("b"))
-                for _, r, c in grading.COMPARISONS
+                for _, r, c in grader.COMPARISONS
             ]
         )
         .drop_nulls()
@@ -214,14 +215,14 @@ class _JudgeStats(logging.Handler):
 
 def run(questions: pl.DataFrame, elicited: pl.DataFrame, cache: Path, processes: int) -> dict:
     stats = _JudgeStats()
-    logging.getLogger("critical_windows.grading").addHandler(stats)
+    logging.getLogger("critical_windows.grading.grader").addHandler(stats)
     cpu_before = _cpu_seconds()
     start = time.perf_counter()
-    result = grading.grade_and_audit(questions, elicited, cache=cache, processes=processes)
+    result = grader.grade_and_audit(questions, elicited, cache=cache, processes=processes)
     graded, summary = result.graded, result.missing
     wall = time.perf_counter() - start
     cpu = _cpu_seconds() - cpu_before
-    logging.getLogger("critical_windows.grading").removeHandler(stats)
+    logging.getLogger("critical_windows.grading.grader").removeHandler(stats)
     tables.conform(graded, tables.GRADED, "graded")
     tables.conform(summary, tables.MISSING_SUMMARY, "summary")
     pairs, unequal = distinct_comparisons(graded)
@@ -238,7 +239,7 @@ def run(questions: pl.DataFrame, elicited: pl.DataFrame, cache: Path, processes:
         "audit_disagree": int(result.audit_rates["n_disagree"].sum()),
         "audit_pairs": int(result.audit_rates["n_pairs"].sum()),
         "math_answers": graded.filter(pl.col("answer_type") == "math")
-        .select(pl.concat_list(f"{k}_answer" for k in grading.KINDS).explode().drop_nulls())
+        .select(pl.concat_list(f"{k}_answer" for k in grader.KINDS).explode().drop_nulls())
         .n_unique(),
     }
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
-from critical_windows import distributions
+from critical_windows.analysis import distributions
 
 
 def run_figures(root: Path, model: str) -> pl.DataFrame:

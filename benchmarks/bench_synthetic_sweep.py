@@ -1,6 +1,6 @@
 """Benchmark: detection quality against sampling cost on the synthetic model.
 
-The synthetic model (critical_windows.synthetic) knows every response's exact P(f), so the
+The synthetic model (critical_windows.engine.synthetic) knows every response's exact P(f), so the
 detector can be scored against the truth. This sweeps the number of continuations per
 level M and the grid of levels, and reports precision, recall and location error of the
 detected windows beside the generated tokens and elicitations each question costs. It is
@@ -24,7 +24,9 @@ from pathlib import Path
 
 import polars as pl
 
-from critical_windows import datasets, synthetic
+from critical_windows.data import benchmarks
+from critical_windows.engine import synthetic
+from critical_windows.experiments.synthetic import simulation
 
 ROOT = Path(__file__).resolve().parents[1]
 GRIDS = {
@@ -52,12 +54,12 @@ def main() -> None:
     args = parser.parse_args()
 
     start = time.monotonic()
-    questions = datasets.prepare_bundled(
+    questions = benchmarks.prepare_bundled(
         DATASETS, resources=ROOT / "resources/datasets", n=args.questions, seed=args.seed
     )
     model = synthetic.load(args.model)
     levels = sorted({f for grid in GRIDS.values() for f in grid})
-    sim = synthetic.simulate(model, questions, levels, max(SAMPLES), args.seed)
+    sim = simulation.simulate(model, questions, levels, max(SAMPLES), args.seed)
     print(
         f"{questions.height} questions, {sim.answers.height} continuations at {len(levels)} "
         f"levels in {time.monotonic() - start:.1f} s"
@@ -65,7 +67,7 @@ def main() -> None:
     rows = []
     for grid, grid_levels in GRIDS.items():
         for m in SAMPLES:
-            card, cost = synthetic.evaluate(
+            card, cost = simulation.evaluate(
                 model, sim, grid_levels, m, jump=args.jump, drop=args.drop, fdr=args.fdr
             )
             rows.append(
@@ -116,7 +118,7 @@ def main() -> None:
 
 
 def compare_rules(
-    model: synthetic.SyntheticModel, sim: synthetic.Simulation, args: Namespace
+    model: synthetic.SyntheticModel, sim: simulation.Simulation, args: Namespace
 ) -> None:
     """The window rules (research `steps`, grid-free `span`) on the paper's grid and on the
     dense one at the same number of continuations per question (issue #17)."""
@@ -126,7 +128,7 @@ def compare_rules(
             levels = GRIDS[grid]
             m = round(total / len(levels))
             for rule in ("steps", "span"):
-                card, cost = synthetic.evaluate(
+                card, cost = simulation.evaluate(
                     model,
                     sim,
                     levels,

@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from critical_windows import explorer, figures, summary, tables, windows
+from critical_windows.analysis import summary, windows
+from critical_windows.io import tables
+from critical_windows.views import explorer, figures
 
 DATASETS = ["math", "logiqa", "truthfulqa", "arc_challenge", "arc_easy", "mmlu", "aqua_rat"]
 LEVELS = [0.05, 0.1, 0.3, 0.5, 0.7, 0.9]

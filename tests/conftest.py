@@ -35,7 +35,7 @@ TINY_CONFIG = {
 @pytest.fixture(scope="session")
 def embedded_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """SmolLM2-135M-Instruct as a safetensors folder, built once per test session."""
-    from critical_windows.models import materialize_embedded
+    from critical_windows.engine.models import materialize_embedded
 
     return materialize_embedded(tmp_path_factory.mktemp("model") / "embedded")
 

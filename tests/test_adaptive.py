@@ -12,9 +12,13 @@ import polars as pl
 import pytest
 from conftest import TINY_CONFIG, make_workdir, snakemake
 
-from critical_windows import adaptive, datasets, generation, synthetic, tables
-from critical_windows.generation import Generator, cut_length
-from critical_windows.journal import Journal
+from critical_windows.cot import adaptive, generation
+from critical_windows.cot.generation import Generator, cut_length
+from critical_windows.data import benchmarks
+from critical_windows.engine import synthetic
+from critical_windows.engine.journal import Journal
+from critical_windows.experiments.synthetic import simulation
+from critical_windows.io import tables
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -111,7 +115,7 @@ def test_levels_for_cuts_round_trip() -> None:
 
 @pytest.fixture(scope="module")
 def questions() -> pl.DataFrame:
-    return datasets.prepare_bundled(
+    return benchmarks.prepare_bundled(
         ("arc_easy", "mmlu"), resources=ROOT / "resources/datasets", n=20, seed=2243
     )
 
@@ -127,8 +131,8 @@ def test_adaptive_finds_planted_windows_with_fewer_tokens_than_fixed(
     )
     got = bench.quality(card)
     levels = [0.05, 0.1, 0.3, 0.5, 0.7, 0.9]
-    sim = synthetic.simulate(model, questions, levels, 25, 2243)
-    fixed_card, fixed_cost = synthetic.evaluate(
+    sim = simulation.simulate(model, questions, levels, 25, 2243)
+    fixed_card, fixed_cost = simulation.evaluate(
         model, sim, levels, 25, jump=0.5, drop=0.3, fdr=0.05
     )
     fixed = bench.quality(fixed_card)

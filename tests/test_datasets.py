@@ -1,4 +1,4 @@
-"""Tests of critical_windows.datasets on the benchmark files shipped in resources/datasets."""
+"""Tests of critical_windows.data.benchmarks on the files shipped in resources/datasets."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from critical_windows import datasets, tables
-from critical_windows.datasets import DatasetError
+from critical_windows.data import benchmarks
+from critical_windows.data.benchmarks import DatasetError
+from critical_windows.io import tables
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # `datasets` is imported later, lazily
 
@@ -38,14 +39,14 @@ SPLIT_SIZES = {
 
 def prepare(dataset: str, resources: Path = RESOURCES, **options: Any) -> pl.DataFrame:
     settings = {"source": "bundled", "n": None, "seed": SEED, "bad_rows": "error", **options}
-    questions, rejects = datasets.prepare(dataset, resources=resources, **settings)
+    questions, rejects = benchmarks.prepare(dataset, resources=resources, **settings)
     assert rejects.is_empty()
     return questions
 
 
 @pytest.fixture(scope="module")
 def full() -> dict[str, pl.DataFrame]:
-    return {name: prepare(name) for name in datasets.DATASETS}
+    return {name: prepare(name) for name in benchmarks.DATASETS}
 
 
 def _logiqa_reordered() -> set[str]:
@@ -72,7 +73,7 @@ def by_id(questions: pl.DataFrame, question_id: str) -> dict[str, Any]:
 
 
 def test_every_dataset_is_covered() -> None:
-    assert set(datasets.DATASETS) == set(SPLIT_SIZES)
+    assert set(benchmarks.DATASETS) == set(SPLIT_SIZES)
 
 
 @pytest.mark.parametrize("dataset", list(SPLIT_SIZES))
@@ -87,7 +88,7 @@ def test_full_split_matches_the_published_size_and_schema(
     assert len(set(ids)) == len(ids)
     assert all(i.startswith(f"{dataset}-") for i in ids)
     assert set(questions["dataset"]) == {dataset}
-    assert set(questions["task"]) == {datasets.TASKS[dataset]}
+    assert set(questions["task"]) == {benchmarks.TASKS[dataset]}
 
 
 @pytest.mark.parametrize("dataset", [d for d in SPLIT_SIZES if d not in ("math", "math500")])
@@ -102,7 +103,7 @@ def test_multiple_choice_gold_is_one_of_the_row_s_letters(
 
 
 def test_task_words_follow_the_method() -> None:
-    assert datasets.TASKS == {
+    assert benchmarks.TASKS == {
         "math": "math",
         "logiqa": "logic",
         "truthfulqa": "true or false",
@@ -163,7 +164,7 @@ def test_math_gold_equals_the_math500_answer_field(full: dict[str, pl.DataFrame]
     ],
 )
 def test_last_boxed(text: str, expected: str | None) -> None:
-    assert datasets.last_boxed(text) == expected
+    assert benchmarks.last_boxed(text) == expected
 
 
 def test_logiqa_block_is_split_into_question_and_stripped_choices(
@@ -301,8 +302,8 @@ def test_n_larger_than_the_split_takes_it_all(full: dict[str, pl.DataFrame]) -> 
 def test_draw_is_pinned() -> None:
     """The draw and the TruthfulQA shuffle must be the same on every machine: pin them."""
     ids = [f"q-{i:03d}" for i in range(100)]
-    assert datasets.draw(ids, 3, 0) == ["q-036", "q-082", "q-085"]
-    assert datasets.draw(reversed(ids), 3, 0) == ["q-036", "q-082", "q-085"]
+    assert benchmarks.draw(ids, 3, 0) == ["q-036", "q-082", "q-085"]
+    assert benchmarks.draw(reversed(ids), 3, 0) == ["q-036", "q-082", "q-085"]
     assert prepare("mmlu", n=3)["question_id"].to_list() == [
         "mmlu-college_chemistry-0075",
         "mmlu-marketing-0228",
@@ -316,7 +317,7 @@ def test_draw_is_pinned() -> None:
     ]
     assert truthfulqa["gold"].to_list() == ["C", "A", "B"]
     with pytest.raises(ValueError, match="n must be positive"):
-        datasets.draw(ids, 0, 0)
+        benchmarks.draw(ids, 0, 0)
 
 
 # --- malformed rows -----------------------------------------------------------------------
@@ -481,7 +482,7 @@ def test_malformed_row_is_skipped_and_rejected(
     path = tmp_path / file
     path.parent.mkdir(parents=True)
     path.write_text(corrupt((RESOURCES / file).read_text(encoding="utf-8")), encoding="utf-8")
-    questions, rejects = datasets.prepare(
+    questions, rejects = benchmarks.prepare(
         dataset, source="bundled", resources=tmp_path, n=None, seed=SEED, bad_rows="skip"
     )
     tables.conform(rejects, tables.REJECTS, "rejects")
@@ -595,7 +596,7 @@ def _hf_layout() -> dict[str, dict[str, list[dict[str, Any]]]]:
 def _write_hub_copy(root: Path, dataset: str, configs: dict[str, list[dict[str, Any]]]) -> None:
     """Parquet files laid out as on the hub: a README with `configs`, or (LogiQA) the
     refs/convert/parquet branch layout `default/<split>/0000.parquet`."""
-    spec = datasets.HUB[dataset]
+    spec = benchmarks.HUB[dataset]
     if spec.data_dir is not None:
         (root / spec.data_dir / spec.split).mkdir(parents=True)
         path = root / spec.data_dir / spec.split / "0000.parquet"
@@ -615,7 +616,7 @@ def _write_hub_copy(root: Path, dataset: str, configs: dict[str, list[dict[str, 
     (root / "README.md").write_text("\n".join([*card, "---", ""]), encoding="utf-8")
 
 
-HubRows = dict[str, tuple[Path, list[datasets.SourceRow]]]
+HubRows = dict[str, tuple[Path, list[benchmarks.SourceRow]]]
 
 
 @pytest.fixture(scope="module")
@@ -630,7 +631,7 @@ def hub_rows(tmp_path_factory: pytest.TempPathFactory) -> HubRows:
         for dataset, configs in _hf_layout().items():
             copy = root / dataset
             _write_hub_copy(copy, dataset, configs)
-            rows = datasets.load_hub(dataset, path=copy, cache_dir=root / "cache")
+            rows = benchmarks.load_hub(dataset, path=copy, cache_dir=root / "cache")
             loaded[dataset] = (copy, rows)
     return loaded
 
@@ -641,7 +642,7 @@ def test_hub_path_gives_the_bundled_questions(
 ) -> None:
     _, rows = hub_rows[dataset]
     assert len(rows) == SPLIT_SIZES[dataset]
-    questions, rejects = datasets.build_tables(dataset, rows, n=None, seed=SEED, bad_rows="error")
+    questions, rejects = benchmarks.build_tables(dataset, rows, n=None, seed=SEED, bad_rows="error")
     assert rejects.is_empty()
     bundled = full[dataset]
     assert questions["question_id"].to_list() == bundled["question_id"].to_list()
@@ -653,13 +654,13 @@ def test_hub_path_gives_the_bundled_questions(
     # The hub's LogiQA loader drops the option prefixes, so it keeps the file's A, C, B, D
     # order where the bundled reader restores letter order: only those rows may differ.
     assert differ == (LOGIQA_REORDERED if dataset == "logiqa" else set())
-    drawn, _ = datasets.build_tables(dataset, rows, n=25, seed=SEED, bad_rows="error")
+    drawn, _ = benchmarks.build_tables(dataset, rows, n=25, seed=SEED, bad_rows="error")
     assert drawn["question_id"].to_list() == prepare(dataset, n=25)["question_id"].to_list()
 
 
 def test_hub_specs_name_the_readme_datasets() -> None:
-    assert {name: (s.repo, s.configs, s.split) for name, s in datasets.HUB.items()} == {
-        "math": ("EleutherAI/hendrycks_math", datasets.MATH_SUBJECTS, "test"),
+    assert {name: (s.repo, s.configs, s.split) for name, s in benchmarks.HUB.items()} == {
+        "math": ("EleutherAI/hendrycks_math", benchmarks.MATH_SUBJECTS, "test"),
         "logiqa": ("lucasmccabe/logiqa", (None,), "test"),
         "truthfulqa": ("truthfulqa/truthful_qa", ("multiple_choice",), "validation"),
         "arc_challenge": ("allenai/ai2_arc", ("ARC-Challenge",), "test"),
@@ -681,8 +682,8 @@ def test_hub_rows_are_checked_like_bundled_rows(hub_rows: HubRows) -> None:
     label = f"{copy} [all] test (subject virology)"
     message = f"dataset 'mmlu': {label} row 3: gold index 7 is not among the 4 choices"
     with pytest.raises(DatasetError, match=re.escape(message)):
-        datasets.build_tables("mmlu", broken, n=None, seed=SEED, bad_rows="error")
-    questions, rejects = datasets.build_tables("mmlu", broken, n=None, seed=SEED, bad_rows="skip")
+        benchmarks.build_tables("mmlu", broken, n=None, seed=SEED, bad_rows="error")
+    questions, rejects = benchmarks.build_tables("mmlu", broken, n=None, seed=SEED, bad_rows="skip")
     assert rejects.rows() == [("mmlu", label, 3, "gold index 7 is not among the 4 choices")]
     assert "mmlu-virology-0003" not in questions["question_id"].to_list()
     assert len(questions) == SPLIT_SIZES["mmlu"] - 1

@@ -13,7 +13,9 @@ import polars as pl
 import pytest
 from test_windows import FAKE_TEXTS, detect_fake_run, write_fake_run
 
-from critical_windows import explorer, importance, tables
+from critical_windows.analysis import importance
+from critical_windows.io import tables
+from critical_windows.views import explorer
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 

@@ -14,7 +14,8 @@ import polars as pl
 import pytest
 from test_windows import FAKE_TEXTS, detect_fake_run, write_fake_run
 
-from critical_windows import figures, summary
+from critical_windows.analysis import summary
+from critical_windows.views import figures
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -14,9 +14,8 @@ import polars as pl
 import pytest
 from conftest import SNAKEMAKE, TINY_CONFIG, make_workdir, snakemake
 
-from critical_windows import prompts, tables
-from critical_windows.backends import Completion, EngineSettings, Sampling
-from critical_windows.generation import (
+from critical_windows.cot import prompts
+from critical_windows.cot.generation import (
     Generator,
     StageSettings,
     cut_length,
@@ -24,7 +23,9 @@ from critical_windows.generation import (
     in_shard,
     truncate_responses,
 )
-from critical_windows.journal import Journal
+from critical_windows.engine.journal import Journal
+from critical_windows.engine.types import Completion, EngineSettings, Sampling
+from critical_windows.io import tables
 
 
 def test_cut_length_is_exact_floor() -> None:
@@ -131,7 +132,7 @@ class StreamingBackend(FakeBackend):
         self.in_flight: list[int] = []
 
     def stream(self, prompts_, params, in_flight):
-        from critical_windows.backends import Finished
+        from critical_windows.engine.types import Finished
 
         self.in_flight.append(in_flight)
         for done, i in enumerate(reversed(range(len(prompts_)))):
@@ -146,7 +147,7 @@ def test_streamed_requests_are_journaled_as_they_finish(tmp_path: Path, monkeypa
     """No batch barrier: the backend's stream gets every request with batch_size in
     flight, and what finished before a crash is in the journal, so a rerun generates only
     the rest."""
-    from critical_windows import generation
+    from critical_windows.cot import generation
 
     monkeypatch.setattr(generation, "JOURNAL_EVERY_S", 0.0)
     dying = StreamingBackend(die_after=3)
@@ -214,7 +215,8 @@ def test_truncation_on_real_tokens(tokenizer) -> None:
 
 
 def test_vllm_and_transformers_agree_on_greedy_tokens(embedded_model: Path) -> None:
-    from critical_windows.backends import TransformersBackend, VLLMBackend
+    from critical_windows.engine.transformers_backend import TransformersBackend
+    from critical_windows.engine.vllm_backend import VLLMBackend
 
     settings = EngineSettings(dtype="float32", max_model_len=1024, cpu_kv_cache_gib=1)
     hf = TransformersBackend(str(embedded_model), settings)

@@ -12,8 +12,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from critical_windows import extraction, grading, tables
-from critical_windows.extraction import Extraction, extract_choice, extract_math
+from critical_windows.grading import cli, equivalence, extraction, grader
+from critical_windows.grading.extraction import Extraction, extract_choice, extract_math
+from critical_windows.io import tables
 
 # --------------------------------------------------------------------------- multiple choice
 
@@ -214,7 +215,7 @@ SMOLLM2_CHOICE = [
 def test_smollm2_math_answers(text: str, answer: str | None) -> None:
     assert extract_math(text).answer == answer
     if answer is not None:
-        with grading.MathJudge(processes=1) as judge:
+        with equivalence.MathJudge(processes=1) as judge:
             assert judge.parses([answer]) == {answer: True}
 
 
@@ -264,7 +265,7 @@ def test_cut_answers_get_their_own_reason() -> None:
     ],
 )
 def test_math_equivalence(gold: str, answer: str, same: bool) -> None:
-    with grading.MathJudge(processes=1) as judge:
+    with equivalence.MathJudge(processes=1) as judge:
         assert judge.equivalent([(gold, answer)]) == {(gold, answer): same}
 
 
@@ -282,18 +283,20 @@ def test_numeric_shortcut_agrees_with_math_verify() -> None:
         ("3+2i", "3"),
     ]
     for a, b in pairs:
-        pa, pb = grading.parse_math(a), grading.parse_math(b)
-        apart = grading.numerically_apart(
-            pa, pb, grading.numeric_value(pa), grading.numeric_value(pb)
+        pa, pb = equivalence.parse_math(a), equivalence.parse_math(b)
+        apart = equivalence.numerically_apart(
+            pa, pb, equivalence.numeric_value(pa), equivalence.numeric_value(pb)
         )
-        assert not (apart and grading.verify_math(pa, pb)), (a, b)
-    pa, pb = grading.parse_math("70 \\sqrt{2}"), grading.parse_math("916")
-    assert grading.numerically_apart(pa, pb, grading.numeric_value(pa), grading.numeric_value(pb))
-    assert grading.numeric_value(grading.parse_math("10\\%")) is None
+        assert not (apart and equivalence.verify_math(pa, pb)), (a, b)
+    pa, pb = equivalence.parse_math("70 \\sqrt{2}"), equivalence.parse_math("916")
+    assert equivalence.numerically_apart(
+        pa, pb, equivalence.numeric_value(pa), equivalence.numeric_value(pb)
+    )
+    assert equivalence.numeric_value(equivalence.parse_math("10\\%")) is None
 
 
 def test_unparseable_math() -> None:
-    with grading.MathJudge(processes=1) as judge:
+    with equivalence.MathJudge(processes=1) as judge:
         assert judge.parses(["\\frac{1}{", "\\frac{1}{2}"]) == {
             "\\frac{1}{": False,
             "\\frac{1}{2}": True,
@@ -305,19 +308,19 @@ def _slow_on_short_limits(items: list[str], limit: int) -> list[tuple[str, list 
 
 
 def _slow_on_one(items: list[str], limit: int) -> list[tuple[str, tuple | None]]:
-    return [(s, None if s == "slow" else (grading.parse_math(s), None)) for s in items]
+    return [(s, None if s == "slow" else (equivalence.parse_math(s), None)) for s in items]
 
 
 def test_timeouts_are_retried_longer_and_not_cached(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with grading.MathJudge(processes=1) as judge:
+    with equivalence.MathJudge(processes=1) as judge:
         assert judge._run(_slow_on_short_limits, ["a"], 5) == [("a", [1])]
         assert judge.stats["timeouts"] == 0
 
     cache = tmp_path / "equivalence.parquet"
-    monkeypatch.setattr(grading, "_parse_chunk", _slow_on_one)
-    with caplog.at_level(logging.WARNING), grading.MathJudge(cache, processes=1) as judge:
+    monkeypatch.setattr(equivalence, "_parse_chunk", _slow_on_one)
+    with caplog.at_level(logging.WARNING), equivalence.MathJudge(cache, processes=1) as judge:
         assert judge.parses(["slow", "12"]) == {"slow": False, "12": True}
         assert judge.stats["timeouts"] == 1
     assert "timed out twice on 'slow'" in caplog.text
@@ -329,10 +332,10 @@ def test_workers_give_the_same_results_and_run_off_the_main_thread(
 ) -> None:
     answers = [str(n) for n in range(40)] + [f"\\frac{{{n}}}{{2}}" for n in range(40)]
     pairs = [(a, b) for a in answers[:10] for b in answers[30:50]]
-    with grading.MathJudge(processes=1) as judge:
+    with equivalence.MathJudge(processes=1) as judge:
         serial = judge.equivalent(pairs)
-    monkeypatch.setattr(grading, "PARALLEL_FROM", 1)
-    with grading.MathJudge(processes=2) as judge:
+    monkeypatch.setattr(equivalence, "PARALLEL_FROM", 1)
+    with equivalence.MathJudge(processes=2) as judge:
         assert judge.equivalent(pairs) == serial
         assert judge._pool is not None
     assert serial[("2", "\\frac{4}{2}")] is True
@@ -340,7 +343,7 @@ def test_workers_give_the_same_results_and_run_off_the_main_thread(
     found: dict = {}
 
     def in_a_thread() -> None:
-        with grading.MathJudge(processes=1) as judge:
+        with equivalence.MathJudge(processes=1) as judge:
             found.update(judge.equivalent(pairs[:5]))
 
     thread = threading.Thread(target=in_a_thread)
@@ -424,7 +427,7 @@ ELICITED_ROWS = [
 
 @pytest.fixture(scope="module")
 def graded() -> tuple[pl.DataFrame, pl.DataFrame]:
-    return grading.grade(_questions(), _elicited(ELICITED_ROWS), cache=None, processes=1)
+    return grader.grade(_questions(), _elicited(ELICITED_ROWS), cache=None, processes=1)
 
 
 def _row(graded: pl.DataFrame, qid: str, level: float, sample: int) -> dict:
@@ -502,13 +505,13 @@ def test_grade_missing_summary(graded: tuple[pl.DataFrame, pl.DataFrame]) -> Non
 
 
 def test_grade_logs_missing_counts(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="critical_windows.grading"):
-        grading.grade(_questions(), _elicited(ELICITED_ROWS), processes=1)
+    with caplog.at_level(logging.INFO, logger="critical_windows.grading.grader"):
+        grader.grade(_questions(), _elicited(ELICITED_ROWS), processes=1)
     assert "resample: 2 of 8 answers missing (ambiguous 1, cut_by_max_tokens 1)" in caplog.text
 
 
 def test_grade_nothing() -> None:
-    table, summary = grading.grade(_questions(), _elicited([]), processes=1)
+    table, summary = grader.grade(_questions(), _elicited([]), processes=1)
     assert table.is_empty() and summary.is_empty()
     tables.conform(table, tables.GRADED, "graded")
 
@@ -518,7 +521,7 @@ def test_unparseable_answers_are_missing() -> None:
         ("m1", "orig", None, None, "The answer is $\\frac{1}{2}$."),
         ("m1", "resample", 0.5, 0, "The answer is $\\sqrt{$ and more"),
     ]
-    table, summary = grading.grade(_questions(), _elicited(rows), processes=1)
+    table, summary = grader.grade(_questions(), _elicited(rows), processes=1)
     assert table["resample_missing_reason"].to_list() == ["unparseable"]
     assert table["is_consistent"].to_list() == [None]
     assert ("math", "resample", "unparseable", 1) in summary.rows()
@@ -537,12 +540,12 @@ def test_unparseable_answers_are_missing() -> None:
 )
 def test_grade_rejects_bad_input(rows: list[tuple], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        grading.grade(_questions(), _elicited(rows), processes=1)
+        grader.grade(_questions(), _elicited(rows), processes=1)
 
 
 def test_cache_is_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cache = tmp_path / "cache" / "equivalence.parquet"
-    first, _ = grading.grade(_questions(), _elicited(ELICITED_ROWS), cache=cache, processes=1)
+    first, _ = grader.grade(_questions(), _elicited(ELICITED_ROWS), cache=cache, processes=1)
     stored = pl.read_parquet(cache)
     assert stored.filter(pl.col("b").is_null())["a"].to_list()  # what parses
     assert ("\\frac{1}{2}", "0.5", True) in stored.select("a", "b", "result").rows()
@@ -550,26 +553,26 @@ def test_cache_is_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     def fail(*args: object, **kwargs: object) -> None:
         raise AssertionError("math-verify called although the cache holds the answer")
 
-    monkeypatch.setattr(grading, "parse_math", fail)
-    monkeypatch.setattr(grading, "verify_math", fail)
-    again, _ = grading.grade(_questions(), _elicited(ELICITED_ROWS), cache=cache, processes=1)
+    monkeypatch.setattr(equivalence, "parse_math", fail)
+    monkeypatch.setattr(equivalence, "verify_math", fail)
+    again, _ = grader.grade(_questions(), _elicited(ELICITED_ROWS), cache=cache, processes=1)
     assert again.equals(first)
 
 
 def test_a_broken_or_foreign_cache_is_ignored(tmp_path: Path) -> None:
     cache = tmp_path / "equivalence.parquet"
     cache.write_bytes(b"not parquet")
-    first, _ = grading.grade(_questions(), _elicited(ELICITED_ROWS), cache=cache, processes=1)
+    first, _ = grader.grade(_questions(), _elicited(ELICITED_ROWS), cache=cache, processes=1)
     stale = pl.read_parquet(cache).with_columns(result=~pl.col("result"), method=pl.lit("old"))
     stale.write_parquet(cache)
-    again, _ = grading.grade(_questions(), _elicited(ELICITED_ROWS), cache=cache, processes=1)
+    again, _ = grader.grade(_questions(), _elicited(ELICITED_ROWS), cache=cache, processes=1)
     assert again.equals(first)
-    assert set(pl.read_parquet(cache)["method"]) == {grading.METHOD}
+    assert set(pl.read_parquet(cache)["method"]) == {equivalence.METHOD}
 
 
 def test_summary_csv(tmp_path: Path, graded: tuple[pl.DataFrame, pl.DataFrame]) -> None:
     path = tmp_path / "missing.csv"
-    grading.write_summary_csv(graded[1], path)
+    grader.write_summary_csv(graded[1], path)
     assert pl.read_csv(path).sort(pl.all()).equals(graded[1].sort(pl.all()))
 
 
@@ -614,7 +617,7 @@ def _write_jsonl(path: Path, lines: list) -> None:
 def test_cli_round_trip(tmp_path: Path) -> None:
     source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     _write_jsonl(source, RECORDS)
-    assert grading.main(["--in", str(source), "--out", str(out)]) == 0
+    assert cli.main(["--in", str(source), "--out", str(out)]) == 0
     results = [json.loads(line) for line in out.read_text().splitlines()]
     assert [{k: r[k] for k in ("extracted", "correct", "missing_reason")} for r in results] == [
         {"extracted": "0.5", "correct": True, "missing_reason": None},
@@ -647,7 +650,7 @@ def test_cli_names_the_bad_line(
 ) -> None:
     source = tmp_path / "in.jsonl"
     _write_jsonl(source, [RECORDS[0], bad])
-    assert grading.main(["--in", str(source), "--out", str(tmp_path / "out.jsonl")]) == 2
+    assert cli.main(["--in", str(source), "--out", str(tmp_path / "out.jsonl")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out.jsonl").exists()
 
@@ -656,7 +659,7 @@ def test_cli_as_a_module(tmp_path: Path) -> None:
     source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     _write_jsonl(source, RECORDS[:2])
     subprocess.run(
-        [sys.executable, "-m", "critical_windows.grading", "--in", source, "--out", out],
+        [sys.executable, "-m", "critical_windows.grading.grader", "--in", source, "--out", out],
         check=True,
         capture_output=True,
     )

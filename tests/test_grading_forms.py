@@ -14,8 +14,17 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from critical_windows import answer_forms, audit, golds, grading, math_normalize, tables
-from critical_windows.extraction import Extraction, extract_choice
+from critical_windows.grading import (
+    answer_forms,
+    audit,
+    cli,
+    equivalence,
+    golds,
+    grader,
+    math_normalize,
+)
+from critical_windows.grading.extraction import Extraction, extract_choice
+from critical_windows.io import tables
 
 ROOT = Path(__file__).resolve().parents[1]
 CHOICES = ["Paris", "London", "Rome", "Berlin"]
@@ -265,25 +274,27 @@ NOT_EQUIVALENT = [
 
 @pytest.fixture(scope="module")
 def judge():
-    with grading.MathJudge(processes=1) as judge:
+    with equivalence.MathJudge(processes=1) as judge:
         yield judge
 
 
 @pytest.mark.parametrize(("gold", "answer"), EQUIVALENT)
-def test_equivalent_forms(judge: grading.MathJudge, gold: str, answer: str) -> None:
+def test_equivalent_forms(judge: equivalence.MathJudge, gold: str, answer: str) -> None:
     assert judge.equivalent([(gold, answer)]) == {(gold, answer): True}
 
 
 @pytest.mark.parametrize(("gold", "answer"), NOT_EQUIVALENT)
-def test_different_answers_stay_different(judge: grading.MathJudge, gold: str, answer: str) -> None:
+def test_different_answers_stay_different(
+    judge: equivalence.MathJudge, gold: str, answer: str
+) -> None:
     assert judge.equivalent([(gold, answer)]) == {(gold, answer): False}
 
 
 def test_equivalence_holds_in_workers_too(monkeypatch: pytest.MonkeyPatch) -> None:
     """The forms are handled where math-verify runs, also in forked workers."""
     pairs = EQUIVALENT + NOT_EQUIVALENT
-    monkeypatch.setattr(grading, "PARALLEL_FROM", 1)
-    with grading.MathJudge(processes=2) as judge:
+    monkeypatch.setattr(equivalence, "PARALLEL_FROM", 1)
+    with equivalence.MathJudge(processes=2) as judge:
         equal = judge.equivalent(pairs)
     assert [equal[p] for p in pairs] == [True] * len(EQUIVALENT) + [False] * len(NOT_EQUIVALENT)
 
@@ -306,14 +317,14 @@ def test_text_answers(latex: str, text: str | None) -> None:
     assert answer_forms.text_answer(latex) == text
 
 
-def test_bare_short_words_stay_mathematics(judge: grading.MathJudge) -> None:
+def test_bare_short_words_stay_mathematics(judge: equivalence.MathJudge) -> None:
     assert answer_forms.same_text("abc", "cba") is None
     assert judge.equivalent([("abc", "cba")]) == {("abc", "cba"): True}
     assert answer_forms.same_text("\\text{Red}", "red") is True
     assert answer_forms.same_text("North", "south") is False
 
 
-def test_text_answers_count_as_parsed(judge: grading.MathJudge) -> None:
+def test_text_answers_count_as_parsed(judge: equivalence.MathJudge) -> None:
     assert judge.parses(["North", "\\text{Tuesday}", "\\frac{1}{"]) == {
         "North": True,
         "\\text{Tuesday}": True,
@@ -386,7 +397,7 @@ def test_math_gold_rules(problem: str, solution: str, gold: str | None, rule: st
     assert golds.math_gold(problem, solution) == (gold, rule)
 
 
-def test_the_bundled_math_golds_all_parse(judge: grading.MathJudge) -> None:
+def test_the_bundled_math_golds_all_parse(judge: equivalence.MathJudge) -> None:
     """Two of the 5000 MATH golds did not parse before answer_forms (a `,\\!` separator
     inside a fraction, a trailing period); now none is unparseable."""
     rows = _math_rows()
@@ -450,8 +461,8 @@ ROWS = [
 
 
 def test_an_unparseable_gold_nulls_its_flags(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="critical_windows.grading"):
-        result = grading.grade_and_audit(_questions("0.5"), _elicited(ROWS), processes=1)
+    with caplog.at_level(logging.WARNING, logger="critical_windows.grading.grader"):
+        result = grader.grade_and_audit(_questions("0.5"), _elicited(ROWS), processes=1)
     graded = result.graded
     tables.conform(graded, tables.GRADED, "graded")
     bad = graded.filter(pl.col("question_id") == "m1").row(0, named=True)
@@ -467,7 +478,7 @@ def test_an_unparseable_gold_nulls_its_flags(caplog: pytest.LogCaptureFixture) -
 
 
 def test_the_audit_lists_where_the_two_judges_disagree(tmp_path: Path) -> None:
-    result = grading.grade_and_audit(_questions("\\dfrac{1}{2}"), _elicited(ROWS), processes=1)
+    result = grader.grade_and_audit(_questions("\\dfrac{1}{2}"), _elicited(ROWS), processes=1)
     disagree = {(r["reference"], r["answer"]): r for r in result.audit.iter_rows(named=True)}
     # math-verify: 1/2 = 0.5; the MATH string normaliser only maps exactly "0.5" to 1/2,
     # so it agrees there, but not on 2/4 against 1/2.
@@ -478,7 +489,7 @@ def test_the_audit_lists_where_the_two_judges_disagree(tmp_path: Path) -> None:
     rates = result.audit_rates.row(0, named=True)
     assert rates["dataset"] == "math"
     assert rates["n_disagree"] == len(disagree)
-    assert rates["n_pairs"] == len(grading.math_pairs(result.graded))
+    assert rates["n_pairs"] == len(grader.math_pairs(result.graded))
     assert rates["disagreement_rate"] == pytest.approx(len(disagree) / rates["n_pairs"])
     path = tmp_path / "grading_audit.csv"
     audit.write_csv(result.audit, path)
@@ -522,7 +533,7 @@ def test_cli_reports_an_unparseable_gold(tmp_path: Path) -> None:
         },
     ]
     source.write_text("".join(json.dumps(r) + "\n" for r in records))
-    assert grading.main(["--in", str(source), "--out", str(out), "--processes", "1"]) == 0
+    assert cli.main(["--in", str(source), "--out", str(out), "--processes", "1"]) == 0
     results = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(r["extracted"], r["correct"], r["missing_reason"]) for r in results] == [
         ("0.5", None, "gold_unparseable"),
@@ -533,7 +544,7 @@ def test_cli_reports_an_unparseable_gold(tmp_path: Path) -> None:
 
 
 def test_the_run_summary_states_the_disagreement_rate(tmp_path: Path) -> None:
-    result = grading.grade_and_audit(_questions("\\dfrac{1}{2}"), _elicited(ROWS), processes=1)
+    result = grader.grade_and_audit(_questions("\\dfrac{1}{2}"), _elicited(ROWS), processes=1)
     path = tmp_path / "graded.parquet"
     tables.write_table(result.graded, path, tables.GRADED, {"audit": result.audit_rates.to_dicts()})
     rates = audit.rates_of_graded([path])

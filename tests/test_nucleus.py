@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from critical_windows import nucleus
+from critical_windows.engine import nucleus
 
 VOCAB = 49152  # SmolLM2's vocabulary
 
@@ -106,7 +106,8 @@ def test_seeded_engine_runs_reproduce(embedded_model: Path) -> None:
     """Through the real engine: the same seeds give the same tokens twice with the fast
     sampler, and the same tokens as vLLM's own top-p (the mask is the same, and the
     CPU sampler's noise depends only on the seed)."""
-    from critical_windows.backends import EngineSettings, Sampling, VLLMBackend
+    from critical_windows.engine.types import EngineSettings, Sampling
+    from critical_windows.engine.vllm_backend import VLLMBackend
 
     backend = VLLMBackend(str(embedded_model), EngineSettings(max_model_len=512))
     assert nucleus.installed()

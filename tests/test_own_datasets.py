@@ -1,5 +1,5 @@
-"""Your own benchmark as a `datasets` mapping (critical_windows.datasets.custom_spec), and the
-start-of-run checks of critical_windows.preflight."""
+"""Your own benchmark as a `datasets` mapping (critical_windows.data.benchmarks.custom_spec),
+and the start-of-run checks of critical_windows.preflight."""
 
 from __future__ import annotations
 
@@ -16,8 +16,12 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from critical_windows import datasets, extraction, preflight, prompts, tables
-from critical_windows.datasets import DatasetError
+from critical_windows import preflight
+from critical_windows.cot import prompts
+from critical_windows.data import benchmarks
+from critical_windows.data.benchmarks import DatasetError
+from critical_windows.grading import extraction
+from critical_windows.io import tables
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
@@ -105,7 +109,7 @@ def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
 
 def prepare(spec: dict[str, Any], root: Path, **options: Any) -> tuple[pl.DataFrame, pl.DataFrame]:
     settings = {"n": None, "seed": SEED, "bad_rows": "error", **options}
-    questions, rejects = datasets.prepare(
+    questions, rejects = benchmarks.prepare(
         spec, source="bundled", resources=ROOT / "resources/datasets", root=root, **settings
     )
     tables.conform(questions, tables.QUESTIONS, "questions")
@@ -145,7 +149,7 @@ def test_ten_options_reach_extraction_and_prompts() -> None:
     assert extraction.extract_letter("The answer is J", 10).answer == "J"
     assert extraction.extract_letter("The answer is (H).", 10).answer == "H"
     assert extraction.extract_letter("The answer is K", 10).answer is None
-    problem = datasets.format_problem("Q?", OPTIONS)
+    problem = benchmarks.format_problem("Q?", OPTIONS)
     text = prompts.cot_messages(problem, "multiple choice")[1]["content"]
     assert "(J) option 9" in text
 
@@ -160,7 +164,7 @@ def test_csv_with_the_answer_as_text_shuffled(tmp_path: Path) -> None:
     ):
         expected = [source[f"option_{k}"] for k in range(1, 5) if source[f"option_{k}"]]
         assert sorted(row["choices"]) == sorted(expected)  # the blank 4th option is dropped
-        assert row["choices"][datasets.LETTERS.index(row["gold"])] == source["correct"]
+        assert row["choices"][benchmarks.LETTERS.index(row["gold"])] == source["correct"]
         assert row["task"] == "geography"
     assert len(by_id["capitals-0001"]["choices"]) == 3
     assert by_id["capitals-0002"]["choices"].count("Moundou, Chad") == 1  # quoted comma
@@ -206,9 +210,11 @@ def test_hub_dataset_from_a_local_copy_in_the_hub_layout(tmp_path: Path) -> None
     copy = write_hub_copy(tmp_path / "gsm8k", "main", "test", gsm8k_rows())
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(hf.config, "HF_HUB_OFFLINE", True)
-        spec = datasets.custom_spec(entry(README_HUB, hub=str(copy)))
-        rows = datasets.read_custom(spec, cache_dir=tmp_path / "cache")
-        questions, rejects = datasets.build_tables(spec, rows, n=None, seed=SEED, bad_rows="error")
+        spec = benchmarks.custom_spec(entry(README_HUB, hub=str(copy)))
+        rows = benchmarks.read_custom(spec, cache_dir=tmp_path / "cache")
+        questions, rejects = benchmarks.build_tables(
+            spec, rows, n=None, seed=SEED, bad_rows="error"
+        )
     assert rejects.is_empty()
     assert questions["question_id"].to_list() == ["gsm8k-0000", "gsm8k-0001"]
     assert questions["gold"].to_list() == ["72", "3"]
@@ -307,7 +313,7 @@ def test_parquet_file_with_index_gold(tmp_path: Path) -> None:
 def test_bad_entry_names_its_key(change: dict[str, Any], message: str) -> None:
     spec = {k: v for k, v in entry(README_JSONL, **change).items() if v is not None}
     with pytest.raises(DatasetError, match=re.escape(message)):
-        datasets.custom_spec(spec, "datasets[2]")
+        benchmarks.custom_spec(spec, "datasets[2]")
 
 
 # --- start-of-run checks --------------------------------------------------------------------

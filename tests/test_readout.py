@@ -1,4 +1,4 @@
-"""Elicitation modes, thinking formats and the logprob readout (critical_windows.readout).
+"""Elicitation modes, thinking formats and the logprob readout (critical_windows.cot.readout).
 
 The chat templates of real models (tests/templates/, sources in its README) are rendered on
 the embedded model's tokenizer.
@@ -12,9 +12,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from critical_windows import distributions, prompts, readout, synthetic
-from critical_windows.backends import Completion, Sampling
-from critical_windows.generation import _readout_columns
+from critical_windows.analysis import distributions
+from critical_windows.cot import prompts, readout
+from critical_windows.cot.generation import _readout_columns
+from critical_windows.engine import synthetic
+from critical_windows.engine.types import Completion, Sampling
+from critical_windows.experiments.synthetic import scorecard
 
 TEMPLATES = Path(__file__).parent / "templates"
 REASONING_TEMPLATES = ["qwen3", "deepseek-r1-distill-qwen"]
@@ -230,7 +233,7 @@ def test_distributions():
 
 
 def test_elicited_schema_has_the_readout_columns():
-    from critical_windows import tables
+    from critical_windows.io import tables
 
     names = tables.ELICITED.names
     assert "answer_probs" in names and "answer_logprob" in names
@@ -244,7 +247,7 @@ def test_forced_logprob_workflow_on_the_synthetic_model(tmp_path: Path) -> None:
     scores it as a screening curve against the planted windows."""
     from conftest import make_workdir, snakemake
 
-    from critical_windows import tables
+    from critical_windows.io import tables
 
     config = {
         "models": {"synthetic": {"path": "synthetic"}},
@@ -279,7 +282,7 @@ def test_forced_logprob_workflow_on_the_synthetic_model(tmp_path: Path) -> None:
         tables.read_table(res / f"{d}/distributions.parquet", tables.LEVEL_DISTRIBUTIONS)
         for d in config["datasets"]
     )
-    truth = tables.read_table(res / "truth.parquet", synthetic.TRUTH)
+    truth = tables.read_table(res / "truth.parquet", scorecard.TRUTH)
     exact = truth.select("question_id", "levels", "exact_p").explode("levels", "exact_p")
     joined = levels.join(exact.rename({"levels": "level"}), on=["question_id", "level"])
     assert joined.height == 16 * 4
@@ -294,12 +297,12 @@ def test_forced_logprob_workflow_on_the_synthetic_model(tmp_path: Path) -> None:
     assert readout_w.height == 16 and (readout_w["n_forced_levels"] == 4).all()
     card = pl.read_csv(res / "scorecard.csv")
     forced = card.filter((pl.col("method") == "forced_rule") & (pl.col("population") == "all"))
-    assert set(forced["truth"]) == set(synthetic.TRUTHS)
+    assert set(forced["truth"]) == set(scorecard.TRUTHS)
     planted = forced.filter(pl.col("truth") == "planted").row(0, named=True)
     assert planted["true_windows"] == truth["planted_token"].is_not_null().sum()
     assert planted["precision"] is not None or planted["detected"] == 0
     # the figures and the explorer draw the forced curve beside P(f)
-    from critical_windows import explorer, figures
+    from critical_windows.views import explorer, figures
 
     windows = pl.concat(
         tables.read_table(res / f"{d}/windows.parquet", tables.WINDOWS) for d in config["datasets"]
@@ -328,7 +331,7 @@ def test_forced_logprob_workflow_on_the_synthetic_model(tmp_path: Path) -> None:
 def test_cut_fractions_of_a_reasoning_model_count_reasoning_tokens(
     embedded_model: Path, single_token_tags: bool
 ):
-    from critical_windows.generation import truncate_responses
+    from critical_windows.cot.generation import truncate_responses
 
     tok = tokenizer_with(embedded_model, "qwen3")
     if single_token_tags:  # as in Qwen3's own vocabulary

@@ -10,9 +10,10 @@ import polars as pl
 import pytest
 from conftest import TINY_CONFIG, make_workdir, snakemake
 
-from critical_windows import segmentation, tables
-from critical_windows.generation import truncate_responses
-from critical_windows.segmentation import Cut, segment, select_cuts, unit_cuts
+from critical_windows.cot import segmentation
+from critical_windows.cot.generation import truncate_responses
+from critical_windows.cot.segmentation import Cut, segment, select_cuts, unit_cuts
+from critical_windows.io import tables
 
 # Base responses of the embedded SmolLM2-135M-Instruct (config.yaml, seed 2243), verbatim.
 SMOLLM_MATH = (

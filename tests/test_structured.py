@@ -11,8 +11,10 @@ import polars as pl
 import pytest
 from conftest import make_workdir, snakemake
 
-from critical_windows import prompts, structured, structured_exact, tables
-from critical_windows.backends import Sampling
+from critical_windows.cot import prompts
+from critical_windows.engine.types import Sampling
+from critical_windows.experiments.structured import constrained, forms
+from critical_windows.io import tables
 
 BLANKS = [
     "The (Pirate/Ninja) jumped across the ship.",
@@ -25,11 +27,11 @@ PREFILL = "\n\n1. "
 
 
 @pytest.fixture(scope="module")
-def form() -> structured.Form:
-    return structured.make_form("Fill in the blanks.", BLANKS, PREFILL)
+def form() -> forms.Form:
+    return forms.make_form("Fill in the blanks.", BLANKS, PREFILL)
 
 
-def _samples(form: structured.Form, texts: list[str]) -> pl.DataFrame:
+def _samples(form: forms.Form, texts: list[str]) -> pl.DataFrame:
     """A SAMPLES frame of generated texts (after the prefill), as the sampling rule writes."""
     rows = []
     for i, text in enumerate(texts):
@@ -47,10 +49,10 @@ def _samples(form: structured.Form, texts: list[str]) -> pl.DataFrame:
                 "string": None if choices is None else form.answer(choices)[0],
             }
         )
-    return pl.DataFrame(rows, schema=pl.Schema(structured.SAMPLES))
+    return pl.DataFrame(rows, schema=pl.Schema(forms.SAMPLES))
 
 
-def _generated(form: structured.Form, choices: list[int]) -> str:
+def _generated(form: forms.Form, choices: list[int]) -> str:
     return form.answer(choices)[0][len(form.prefill) :]
 
 
@@ -82,13 +84,13 @@ def test_conformance_is_exact_up_to_trailing_whitespace(form) -> None:
 
 def test_form_refuses_what_the_bounds_cannot_handle() -> None:
     with pytest.raises(ValueError, match="exactly one blank"):
-        structured.make_form("x", ["The (A/B) and (C/D)."], PREFILL)
+        forms.make_form("x", ["The (A/B) and (C/D)."], PREFILL)
     with pytest.raises(ValueError, match="start with the same character"):
-        structured.make_form("x", ["A (Cat/Cow) ran."], PREFILL)
+        forms.make_form("x", ["A (Cat/Cow) ran."], PREFILL)
     with pytest.raises(ValueError, match="must be the start of the answer"):
-        structured.make_form("x", BLANKS, "\n\n1. A ")
+        forms.make_form("x", BLANKS, "\n\n1. A ")
     with pytest.raises(ValueError, match="whole number"):
-        structured.grid_points(0.03)
+        forms.grid_points(0.03)
 
 
 def test_curve_and_bounds_on_hand_made_samples(form) -> None:
@@ -101,7 +103,7 @@ def test_curve_and_bounds_on_hand_made_samples(form) -> None:
         + [_generated(form, [1, 0, 0, 0, 0])]
         + ["The (Pirate/Ninja) jumped across the ship."] * 3
     )
-    curves, blanks, conformance = structured.estimate(_samples(form, texts), form, 0.01)
+    curves, blanks, conformance = forms.estimate(_samples(form, texts), form, 0.01)
     assert conformance.row(0, named=True) == {
         "samples": 18,
         "stopped": 18,
@@ -138,11 +140,11 @@ def test_curve_and_bounds_on_hand_made_samples(form) -> None:
 def test_upper_bound_counts_the_first_character_itself() -> None:
     """A word starting exactly on a grid point: the prefix there stops just before it, so
     P rises one step later, at (pos + 1) / len rounded up, not at pos / len."""
-    form = structured.make_form("x", ["ab (Xx/Yy)" + "." * 90], "\n\n1. ")
+    form = forms.make_form("x", ["ab (Xx/Yy)" + "." * 90], "\n\n1. ")
     s, (pos,) = form.answer([0])
     assert (len(s), pos) == (100, 8)
     texts = [_generated(form, [0])] * 3 + [_generated(form, [1])]
-    curves, blanks, _ = structured.estimate(_samples(form, texts), form, 0.01)
+    curves, blanks, _ = forms.estimate(_samples(form, texts), form, 0.01)
     row = blanks.filter(pl.col("rank") == 1).row(0, named=True)
     assert (row["t_lower"], row["t_upper"]) == (0.08, 0.09)
     assert (row["jump_lo"], row["jump_hi"], row["inside"]) == (0.08, 0.09, True)
@@ -152,20 +154,20 @@ def test_upper_bound_counts_the_first_character_itself() -> None:
 
 
 def test_form_of_three_options() -> None:
-    form = structured.make_form("x", ["A (cat/dog/emu) ran.", "It was (Big/Small)."], PREFILL)
+    form = forms.make_form("x", ["A (cat/dog/emu) ran.", "It was (Big/Small)."], PREFILL)
     assert form.user_message().splitlines()[1] == "1. A (cat/dog/emu) ran."
     assert len(form.choice_lists()) == 6
     assert len({form.answer(c)[0] for c in form.choice_lists()}) == 6
     assert form.choices_of(form.answer((2, 1))[0]) == [2, 1]
     with pytest.raises(ValueError, match=r"blanks\[1\].*same character"):
-        structured.make_form("x", ["A (cat/dog) ran.", "B (cow/cat/emu)."], PREFILL)
+        forms.make_form("x", ["A (cat/dog) ran.", "B (cow/cat/emu)."], PREFILL)
     with pytest.raises(ValueError, match=r"blanks\[0\].*two or more options"):
-        structured.make_form("x", ["A (cat) ran."], PREFILL)
+        forms.make_form("x", ["A (cat) ran."], PREFILL)
 
 
 def test_renormalise_is_the_samplers_temperature_and_top_p() -> None:
     lp = np.log([0.5, 0.3, 0.2])
-    renorm = structured_exact.renormalise
+    renorm = constrained.renormalise
     assert renorm(lp, 1.0, 1.0) == pytest.approx([0.5, 0.3, 0.2])
     assert renorm(lp + 7.0, 0.5, 1.0) == pytest.approx(np.array([25, 9, 4]) / 38)
     # top-p drops the least likely while their running sum stays <= 1 - top_p
@@ -175,22 +177,22 @@ def test_renormalise_is_the_samplers_temperature_and_top_p() -> None:
 
 
 def test_chi_square_p_values() -> None:
-    assert structured_exact.chi_square([50, 50], [0.5, 0.5])["p_value"] == pytest.approx(1.0)
-    test = structured_exact.chi_square([60, 40], [0.5, 0.5])
+    assert constrained.chi_square([50, 50], [0.5, 0.5])["p_value"] == pytest.approx(1.0)
+    test = constrained.chi_square([60, 40], [0.5, 0.5])
     assert (test["chi2"], test["dof"]) == (pytest.approx(4.0), 1)
     assert test["p_value"] == pytest.approx(0.0455003, abs=1e-6)
     # the 5% critical values of chi-square with 10 and 29 degrees of freedom
     for dof, x in ((10, 18.307038), (29, 42.556968), (3, 7.814728)):
-        assert structured_exact._upper_gamma(dof / 2, x / 2) == pytest.approx(0.05, abs=1e-6)
+        assert constrained._upper_gamma(dof / 2, x / 2) == pytest.approx(0.05, abs=1e-6)
     # small cells pooled; a sample where the probability is 0 fails outright
-    pooled = structured_exact.chi_square([90, 5, 3, 2], [0.9, 0.05, 0.03, 0.02])
+    pooled = constrained.chi_square([90, 5, 3, 2], [0.9, 0.05, 0.03, 0.02])
     assert (pooled["cells"], pooled["chi2"]) == (3, pytest.approx(0.0))
-    assert structured_exact.chi_square([9, 1], [1.0, 0.0])["p_value"] == 0.0
+    assert constrained.chi_square([9, 1], [1.0, 0.0])["p_value"] == 0.0
 
 
 @pytest.fixture(scope="module")
-def synth(form) -> structured_exact.FormModel:
-    return structured_exact.FormModel(form)
+def synth(form) -> constrained.FormModel:
+    return constrained.FormModel(form)
 
 
 def _prompt(model, form) -> list[int]:
@@ -212,9 +214,9 @@ def test_trie_of_the_synthetic_form(synth, form) -> None:
 def test_exact_probabilities_match_the_closed_form(synth, form) -> None:
     """Teacher forcing through the synthetic model's tokens gives the closed form."""
     trie = synth.trie
-    logprobs = structured_exact.score_paths(synth, _prompt(synth, form), trie.paths)
+    logprobs = constrained.score_paths(synth, _prompt(synth, form), trie.paths)
     for temperature, top_p in ((1.0, 1.0), (0.6, 0.9), (0.7, 0.5), (0.0, 1.0)):
-        exact = structured_exact.exact_probabilities(trie, logprobs, temperature, top_p)
+        exact = constrained.exact_probabilities(trie, logprobs, temperature, top_p)
         closed = synth.closed_form(temperature, top_p)
         assert exact.sum() == pytest.approx(1.0, abs=1e-12)
         assert exact == pytest.approx([closed[s] for s in trie.strings], abs=1e-12)
@@ -223,13 +225,13 @@ def test_exact_probabilities_match_the_closed_form(synth, form) -> None:
 
 def test_exact_curves_and_bounds_on_the_synthetic_model(synth, form) -> None:
     trie = synth.trie
-    logprobs = structured_exact.score_paths(synth, _prompt(synth, form), trie.paths)
-    exact = structured_exact.exact_table(trie, form, logprobs, [0.0] * 32, 1.0, 1.0)
+    logprobs = constrained.score_paths(synth, _prompt(synth, form), trie.paths)
+    exact = constrained.exact_table(trie, form, logprobs, [0.0] * 32, 1.0, 1.0)
     assert exact["rank"].to_list() == list(range(1, 33))
     assert exact["p_exact"].sum() == pytest.approx(1.0, abs=1e-12)
     closed = synth.closed_form(1.0, 1.0)
     assert dict(zip(exact["string"], exact["p_exact"], strict=True)) == pytest.approx(closed)
-    curves, blanks = structured_exact.exact_curves(exact, form, 0.01)
+    curves, blanks = constrained.exact_curves(exact, form, 0.01)
     assert curves.height == 32 * 101 and blanks.height == 32 * 5
     assert blanks["inside"].all()  # every alternative has mass: five jumps, all inside
     top = curves.filter(pl.col("rank") == 1)
@@ -248,9 +250,9 @@ def test_exact_curves_and_bounds_on_the_synthetic_model(synth, form) -> None:
 
 def test_constrained_samples_agree_with_the_exact_probabilities(synth, form, tmp_path) -> None:
     """Chi-square at a fixed seed and sample size; the same samples reject a wrong law."""
-    from critical_windows.journal import Journal
+    from critical_windows.engine.journal import Journal
 
-    constrained, exact, trie = structured_exact.run_exact(
+    drawn, exact, trie = constrained.run_exact(
         synth,
         Journal(tmp_path / "journal"),
         form,
@@ -260,26 +262,26 @@ def test_constrained_samples_agree_with_the_exact_probabilities(synth, form, tmp
         seed=11,
         context="test",
     )
-    assert constrained.height == 2000 and constrained["conforming"].all()
-    assert (constrained["finish_reason"] == "stop").all()
-    check = structured_exact.agreement(constrained, exact)
+    assert drawn.height == 2000 and drawn["conforming"].all()
+    assert (drawn["finish_reason"] == "stop").all()
+    check = constrained.agreement(drawn, exact)
     assert check["exact_sum"] == pytest.approx(1.0, abs=1e-12)
     assert check["chi2_p_value"] > 0.01 and check["chi2_dof"] >= 20
     wrong = exact.with_columns(
         p_exact=pl.Series(
-            structured_exact.exact_probabilities(
+            constrained.exact_probabilities(
                 trie,
-                structured_exact.score_paths(synth, _prompt(synth, form), trie.paths),
+                constrained.score_paths(synth, _prompt(synth, form), trie.paths),
                 0.5,
                 1.0,
             )[[trie.strings.index(s) for s in exact["string"]]]
         )
     )
-    assert structured_exact.agreement(constrained, wrong)["chi2_p_value"] < 1e-6
+    assert constrained.agreement(drawn, wrong)["chi2_p_value"] < 1e-6
     # unconstrained, the model slips off the form: 2% a token, 45 tokens with the end
     (free,) = synth.generate([_prompt(synth, form)], [Sampling(1.0, 1.0, 64, 400, 5)])
     unconstrained = _samples(form, [c.text for c in free])
-    out = structured_exact.compare(unconstrained, constrained, exact, form, 0.01)
+    out = constrained.compare(unconstrained, drawn, exact, form, 0.01)
     summary = out["summary"].row(0, named=True)
     assert summary["unconstrained_samples"] == 400
     assert summary["broken_share_lo"] <= 1 - 0.98**45 <= summary["broken_share_hi"]
@@ -292,9 +294,9 @@ def test_constrained_samples_agree_with_the_exact_probabilities(synth, form, tmp
 
 
 def test_figure_of_exact_and_sampled_curves(synth, form, tmp_path) -> None:
-    from critical_windows.journal import Journal
+    from critical_windows.engine.journal import Journal
 
-    constrained, exact, _ = structured_exact.run_exact(
+    drawn, exact, _ = constrained.run_exact(
         synth,
         Journal(tmp_path / "j"),
         form,
@@ -304,14 +306,14 @@ def test_figure_of_exact_and_sampled_curves(synth, form, tmp_path) -> None:
         seed=3,
         context="fig",
     )
-    out = structured_exact.compare(constrained, constrained, exact, form, 0.01)
+    out = constrained.compare(drawn, drawn, exact, form, 0.01)
     args = (out["curves"], out["exact_curves"], out["bounds"])
-    structured_exact.render_comparison(1, *args, tmp_path / "1.html", tmp_path / "1.png")
+    constrained.render_comparison(1, *args, tmp_path / "1.html", tmp_path / "1.png")
     html = (tmp_path / "1.html").read_text()
     first = exact["choices"][0].to_list()
     assert "wilson_lo" in html and all(f'"{word}"' in html for word in first)
     assert (tmp_path / "1.png").read_bytes()[:4] == b"\x89PNG"
-    structured_exact.render_comparison(99, *args, tmp_path / "9.html", tmp_path / "9.png")
+    constrained.render_comparison(99, *args, tmp_path / "9.html", tmp_path / "9.png")
     assert "no string of rank 99" in (tmp_path / "9.html").read_text()
 
 
@@ -338,30 +340,28 @@ def test_small_real_run(tmp_path: Path, embedded_model: Path) -> None:
     work = make_workdir(tmp_path, config, embedded_model)
     snakemake(work)
     out = work / "results/structured/smollm2"
-    samples = tables.read_table(out / "samples.parquet", structured.SAMPLES)
+    samples = tables.read_table(out / "samples.parquet", forms.SAMPLES)
     assert samples.height == 12 and samples["sample"].to_list() == list(range(12))
     assert (samples["n_tokens"] <= 40).all()
     assert set(samples["finish_reason"]) <= {"stop", "length"}
-    form = structured.make_form(
-        **{k: structured_default(k) for k in ("prompt", "blanks", "prefill")}
-    )
+    form = forms.make_form(**{k: structured_default(k) for k in ("prompt", "blanks", "prefill")})
     for r in samples.iter_rows(named=True):
         assert r["conforming"] == (form.choices_of(form.prefill + r["text"]) is not None)
     conformance = pl.read_csv(out / "conformance.csv").row(0, named=True)
     assert conformance["samples"] == 12
     assert conformance["conforming"] == samples["conforming"].sum()
-    exact = tables.read_table(out / "exact.parquet", structured_exact.EXACT)
+    exact = tables.read_table(out / "exact.parquet", constrained.EXACT)
     assert exact.height == 32 and exact["p_exact"].sum() == pytest.approx(1.0, abs=1e-9)
     assert (exact["branching_tokens"] == 5).all() and (exact["p_model"] <= 1).all()
-    constrained = tables.read_table(out / "constrained.parquet", structured.SAMPLES)
-    assert constrained.height == 150 and constrained["conforming"].all()
+    drawn = tables.read_table(out / "constrained.parquet", forms.SAMPLES)
+    assert drawn.height == 150 and drawn["conforming"].all()
     summary = pl.read_csv(out / "summary.csv").row(0, named=True)
     assert summary["constrained_samples"] == 150 and summary["unconstrained_samples"] == 12
     assert summary["exact_sum"] == pytest.approx(1.0, abs=1e-9)
     assert summary["chi2_dof"] >= 1 and summary["chi2_p_value"] > 0.001
-    bounds = tables.read_table(out / "blanks.parquet", structured_exact.BOUNDS)
+    bounds = tables.read_table(out / "blanks.parquet", constrained.BOUNDS)
     assert bounds.height == 32 * 5
-    assert (out / "blanks.csv").read_text().startswith(",".join(structured_exact.BOUNDS.names))
+    assert (out / "blanks.csv").read_text().startswith(",".join(constrained.BOUNDS.names))
     assert bounds["exact_inside"].drop_nulls().all() and bounds["sampled_inside"].drop_nulls().all()
     for rank in (1, 2):
         assert (out / f"figures/string_{rank}.png").read_bytes()[:4] == b"\x89PNG"
@@ -369,20 +369,20 @@ def test_small_real_run(tmp_path: Path, embedded_model: Path) -> None:
 
     # transformers: the same 32 exact probabilities from its logits, and its sampler
     model_dir = str(work / "results/models/embedded")
-    hf = structured_exact.load_engine(model_dir, None, "transformers", config["engine"], form)
-    trie = structured_exact.build_trie(form, hf.tokenizer, structured_exact.stop_ids(hf))
+    hf = constrained.load_engine(model_dir, None, "transformers", config["engine"], form)
+    trie = constrained.build_trie(form, hf.tokenizer, constrained.stop_ids(hf))
     prompt = _prompt(hf, form)
-    logprobs = structured_exact.score_paths(hf, prompt, trie.paths)
+    logprobs = constrained.score_paths(hf, prompt, trie.paths)
     p_hf = dict(
         zip(
             trie.strings,
-            structured_exact.exact_probabilities(trie, logprobs, 1.0, 1.0),
+            constrained.exact_probabilities(trie, logprobs, 1.0, 1.0),
             strict=True,
         )
     )
     p_vllm = dict(zip(exact["string"], exact["p_exact"], strict=True))
     assert p_hf == pytest.approx(p_vllm, abs=2e-3)
-    drawn = structured_exact.sample_constrained(hf, prompt, trie, Sampling(1.0, 1.0, n=8, seed=1))
+    drawn = constrained.sample_constrained(hf, prompt, trie, Sampling(1.0, 1.0, n=8, seed=1))
     assert all(form.choices_of(form.prefill + c.text) is not None for c in drawn)
     assert all(c.finish_reason == "stop" for c in drawn)
 

@@ -10,10 +10,15 @@ import polars as pl
 import pytest
 from conftest import make_workdir, snakemake
 
-from critical_windows import datasets, prompts, synthetic, tables
-from critical_windows.backends import EngineSettings, Sampling, load_backend, load_tokenizer
-from critical_windows.extraction import extract_choice
-from critical_windows.generation import truncate_responses
+from critical_windows.cot import prompts
+from critical_windows.cot.generation import truncate_responses
+from critical_windows.data import benchmarks
+from critical_windows.engine import synthetic
+from critical_windows.engine.registry import load_backend, load_tokenizer
+from critical_windows.engine.types import EngineSettings, Sampling
+from critical_windows.experiments.synthetic import scorecard, simulation
+from critical_windows.grading.extraction import extract_choice
+from critical_windows.io import tables
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def questions() -> pl.DataFrame:
     """Real multiple-choice questions: ARC-Easy (3 to 5 choices) and MMLU (4)."""
-    return datasets.prepare_bundled(
+    return benchmarks.prepare_bundled(
         ("arc_easy", "mmlu"), resources=ROOT / "resources/datasets", n=40, seed=2243
     )
 
@@ -116,8 +121,8 @@ def test_exact_curve_matches_the_sampled_share(model, questions, population) -> 
 
 def test_populations_have_the_windows_they_promise(model, questions) -> None:
     levels = [0.05, 0.1, 0.3, 0.5, 0.7, 0.9]
-    sim = synthetic.simulate(model, questions, levels, 1, 2243)
-    truth = synthetic.truth(model, questions, sim.base, sim.truncated, jump=0.5, drop=0.3)
+    sim = simulation.simulate(model, questions, levels, 1, 2243)
+    truth = scorecard.truth(model, questions, sim.base, sim.truncated, jump=0.5, drop=0.3)
     by = {p: truth.filter(pl.col("population") == p) for p in synthetic.POPULATIONS}
     assert all(by[p].height > 0 for p in synthetic.POPULATIONS)
     committed = by["committed"]
@@ -172,7 +177,7 @@ def _scoring_case() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
 
 
 def test_score_counts_hits_misses_and_location_errors() -> None:
-    card = synthetic.score(*_scoring_case())
+    card = scorecard.score(*_scoring_case())
     span = card.filter(
         (pl.col("population") == "all") & (pl.col("truth") == "span") & (pl.col("method") == "rule")
     ).row(0, named=True)
@@ -202,10 +207,10 @@ def test_score_counts_hits_misses_and_location_errors() -> None:
 
 def test_detector_finds_the_planted_windows_at_large_m_and_not_at_small(model, questions) -> None:
     levels = [0.05, 0.1, 0.3, 0.5, 0.7, 0.9]
-    sim = synthetic.simulate(model, questions, levels, 100, 2243)
+    sim = simulation.simulate(model, questions, levels, 100, 2243)
 
     def quality(m: int, method: str) -> dict:
-        card, cost = synthetic.evaluate(model, sim, levels, m, jump=0.5, drop=0.3, fdr=0.05)
+        card, cost = simulation.evaluate(model, sim, levels, m, jump=0.5, drop=0.3, fdr=0.05)
         row = card.filter(
             (pl.col("population") == "all")
             & (pl.col("truth") == "planted")
@@ -221,13 +226,13 @@ def test_detector_finds_the_planted_windows_at_large_m_and_not_at_small(model, q
     assert quality(100, "rule_significant")["recall"] >= 0.85
     assert quality(4, "rule_significant")["detected"] == 0  # 4 samples cannot pass BH here
     flat = synthetic.SyntheticModel(synthetic.PRESETS["flat"])
-    flat_sim = synthetic.simulate(flat, questions.head(20), levels, 20, 2243)
-    card, _ = synthetic.evaluate(flat, flat_sim, levels, 20, jump=0.5, drop=0.3, fdr=0.05)
+    flat_sim = simulation.simulate(flat, questions.head(20), levels, 20, 2243)
+    card, _ = simulation.evaluate(flat, flat_sim, levels, 20, jump=0.5, drop=0.3, fdr=0.05)
     assert card["detected"].sum() == 0 and card["true_windows"].sum() == 0
 
 
 def test_truncation_of_synthetic_responses_counts_words(model, questions) -> None:
-    sim = synthetic.simulate(model, questions.head(3), [0.5], 1, 1)
+    sim = simulation.simulate(model, questions.head(3), [0.5], 1, 1)
     again = truncate_responses(sim.base, [0.5], model.tokenizer)
     for t in again.iter_rows(named=True):
         assert len(t["prefix_text"].split()) == t["cut_tokens"]
@@ -249,7 +254,7 @@ def test_workflow_run_on_the_synthetic_model(tmp_path: Path) -> None:
     }
     work = make_workdir(tmp_path, config)
     snakemake(work, "results/synthetic/scorecard.csv")
-    truth = tables.read_table(work / "results/synthetic/truth.parquet", synthetic.TRUTH)
+    truth = tables.read_table(work / "results/synthetic/truth.parquet", scorecard.TRUTH)
     assert truth.height == 16
     curves = pl.concat(
         tables.read_table(work / f"results/synthetic/{d}/curves.parquet", tables.CURVES)
@@ -268,7 +273,7 @@ def test_workflow_run_on_the_synthetic_model(tmp_path: Path) -> None:
     pooled = card.filter(pl.col("population") == "all")
     # every truth (planted, grid, span) scored by every method of a greedy-readout run
     assert pooled.height == 9 and set(pooled["questions"]) == {16}
-    assert set(pooled["truth"]) == set(synthetic.TRUTHS)
+    assert set(pooled["truth"]) == set(scorecard.TRUTHS)
     assert pooled.filter(pl.col("truth") == "planted")["true_windows"][0] == (
         truth["planted_token"].is_not_null().sum()
     )

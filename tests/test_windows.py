@@ -14,7 +14,8 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from critical_windows import summary, tables, windows
+from critical_windows.analysis import statistics, summary, windows
+from critical_windows.io import tables
 
 LEVELS = [0.05, 0.1, 0.3, 0.5, 0.7, 0.9]
 RESPONSE = (
@@ -132,14 +133,14 @@ def one(windows_df: pl.DataFrame, qid: str) -> dict:
 
 
 def test_wilson_interval_matches_published_values():
-    low, high = windows.wilson_interval(np.array([0, 5, 10, 0]), np.array([10, 10, 10, 0]))
+    low, high = statistics.wilson_interval(np.array([0, 5, 10, 0]), np.array([10, 10, 10, 0]))
     np.testing.assert_allclose(low[:3], [0.0, 0.2365931, 0.7224672], atol=1e-6)
     np.testing.assert_allclose(high[:3], [0.2775328, 0.7634069, 1.0], atol=1e-6)
     assert np.isnan(low[3]) and np.isnan(high[3])
 
 
 def test_fisher_greater_exact_tails():
-    p = windows.fisher_greater(
+    p = statistics.fisher_greater(
         k_hi=np.array([4, 3, 2, 0, 1]),
         n_hi=np.array([4, 4, 4, 4, 0]),
         k_lo=np.array([0, 1, 2, 4, 0]),
@@ -155,12 +156,12 @@ def test_fisher_greater_agrees_with_the_hypergeometric_sum_for_unequal_sizes():
     want = sum(
         math.comb(succ, x) * math.comb(total - succ, n_hi - x) for x in range(k_hi, n_hi + 1)
     ) / math.comb(total, n_hi)
-    got = windows.fisher_greater(np.array([k_hi]), np.array([n_hi]), np.array([k_lo]), [n_lo])
+    got = statistics.fisher_greater(np.array([k_hi]), np.array([n_hi]), np.array([k_lo]), [n_lo])
     assert got[0] == pytest.approx(want, rel=1e-9)
 
 
 def test_benjamini_hochberg_adjustment():
-    q = windows.bh_adjust(np.array([0.01, 0.04, 0.03, 0.2, np.nan]))
+    q = statistics.bh_adjust(np.array([0.01, 0.04, 0.03, 0.2, np.nan]))
     np.testing.assert_allclose(q[:4], [0.04, 0.16 / 3, 0.16 / 3, 0.2])
     assert np.isnan(q[4])
 
@@ -581,7 +582,7 @@ def test_unknown_rule_is_refused() -> None:
 
 
 def test_importance_of_each_cut() -> None:
-    from critical_windows import importance
+    from critical_windows.analysis import importance
 
     graded = pl.DataFrame(
         {
@@ -608,14 +609,14 @@ def test_importance_of_each_cut() -> None:
     assert last["kl"] == pytest.approx(0.0, abs=1e-9)
     assert first["delta_p_low"] < 0.5 < first["delta_p_high"] <= 1
     # at f = 1 the interval is the lower level's Wilson interval reflected (P(1) is exact)
-    low, high = windows.wilson_interval(4, 4)
+    low, high = statistics.wilson_interval(4, 4)
     assert (last["delta_p_low"], last["delta_p_high"]) == pytest.approx((1 - high, 1 - low))
     again = importance.importance(graded, curve, seed=1)
     assert again["kl_low"].to_list() == out["kl_low"].to_list()
 
 
 def test_newcombe_interval_matches_the_published_example() -> None:
-    from critical_windows.importance import newcombe_interval
+    from critical_windows.analysis.importance import newcombe_interval
 
     # Newcombe (1998), table II, example (a): 56/70 - 48/80, method 10: 0.0524 to 0.3339
     low, high = newcombe_interval(np.array([56]), np.array([70]), np.array([48]), np.array([80]))

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from critical_windows import datasets
+from critical_windows.data import benchmarks
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -68,15 +68,15 @@ def dataset_problems(entries: list[Any], workdir: Path) -> list[str]:
     seen: dict[str, int] = {}
     for i, entry in enumerate(entries):
         key = f"datasets[{i}]"
-        name = datasets.dataset_name(entry)
+        name = benchmarks.dataset_name(entry)
         if name in seen:
             problems.append(f"{key}: the name {name!r} is also datasets[{seen[name]}]")
         seen.setdefault(name, i)
         if isinstance(entry, str):
             continue
         try:
-            spec = datasets.custom_spec(entry, key)
-        except datasets.DatasetError as err:
+            spec = benchmarks.custom_spec(entry, key)
+        except benchmarks.DatasetError as err:
             problems.append(str(err))
             continue
         if spec.path is not None:
@@ -97,7 +97,7 @@ def engine_path(path: str) -> str:
 
 def server_problems(config: Mapping[str, Any]) -> list[str]:
     """Whether the server answers and serves every model of `models` (backend "openai")."""
-    from critical_windows.server import ServerError, ServerSettings, served_models
+    from critical_windows.engine.server import ServerError, ServerSettings, served_models
 
     settings = ServerSettings.from_mapping(config.get("server"))
     if not settings.check:

@@ -1,13 +1,20 @@
-import hashlib
 from pathlib import Path
 
-PACKAGE = Path(workflow.basedir) / "src" / "critical_windows"
+# Only light modules of the package are imported when the workflow is parsed: the catalog
+# of names and defaults, the code digests, and the config checks.
+from critical_windows import catalog
+from critical_windows.code_digest import stage_code as _stage_code
+
+SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
 MODELS = config["models"]
 # A `datasets` entry is a built-in name or a mapping with a `name` (your own benchmark).
 DATASET_ENTRIES = {
     (d if isinstance(d, str) else d["name"]): d for d in config["datasets"]
 }
 DATASETS = list(DATASET_ENTRIES)
+# Defaults that are lists of the catalog, written there once rather than in the schema.
+config["jailbreak"].setdefault("opener", catalog.OPENER)
+config["jailbreak"].setdefault("refusal_phrases", list(catalog.REFUSAL_PHRASES))
 
 
 def check_config(run):
@@ -40,35 +47,45 @@ wildcard_constraints:
     table="|".join(SHARD_TABLES),
 
 
-def code_version(*modules):
-    """Digest of the package modules a stage runs, so that editing them re-runs it."""
-    digest = hashlib.sha256()
-    for name in ("__init__", "tables", *modules):
-        digest.update((PACKAGE / f"{name}.py").read_bytes())
-    return digest.hexdigest()[:16]
+def stage_code(script):
+    """Digest of a rule's script and of every package module it imports
+    (critical_windows.code_digest), so that editing one of them re-runs the rule."""
+    return _stage_code(SCRIPTS / f"{script}.py")
+
+
+def entry_path(entry):
+    """The folder or hub id an engine loads for a model entry ({path, revision}: one of
+    `models`, or a model of the jailbreak experiments)."""
+    return "results/models/embedded" if entry["path"] == "embedded" else entry["path"]
+
+
+def entry_input(entry):
+    """The embedded model's folder is built by a rule; hub ids and folders are inputs as
+    they are; the synthetic model's source is its weights: editing it re-runs its stages.
+    """
+    path = entry["path"]
+    if path == "embedded":
+        return ["results/models/embedded"]
+    if is_synthetic(path):
+        return [
+            str(Path(workflow.basedir) / "src/critical_windows/engine/synthetic.py")
+        ]
+    return [path] if Path(path).exists() else []
 
 
 def model_path(wildcards):
     """The folder or hub id the engine loads for {model}."""
-    path = MODELS[wildcards.model]["path"]
-    return "results/models/embedded" if path == "embedded" else path
-
-
-def is_synthetic(path):
-    """Whether a model path names the synthetic model of critical_windows.synthetic."""
-    return path == "synthetic" or path.startswith("synthetic:")
+    return entry_path(MODELS[wildcards.model])
 
 
 def model_input(wildcards):
-    """The embedded model's folder is built by a rule; hub ids and folders are inputs as
-    they are; the synthetic model's source is its weights: editing it re-runs its stages.
-    """
-    path = MODELS[wildcards.model]["path"]
-    if path == "embedded":
-        return ["results/models/embedded"]
-    if is_synthetic(path):
-        return [str(PACKAGE / "synthetic.py")]
-    return [path] if Path(path).exists() else []
+    """The input files of {model} (entry_input)."""
+    return entry_input(MODELS[wildcards.model])
+
+
+def is_synthetic(path):
+    """Whether a model path names the synthetic model of critical_windows.engine.synthetic."""
+    return path == "synthetic" or path.startswith("synthetic:")
 
 
 def dataset_files(wildcards):
@@ -108,9 +125,9 @@ def shard_outputs(table):
 
 def entry_sampling(entry):
     """temperature and top_p for a model entry: the config's, else its generation_config,
-    else the protocol's (critical_windows.readout.model_sampling). The embedded and the
+    else the protocol's (critical_windows.cot.readout.model_sampling). The embedded and the
     synthetic model ship none."""
-    from critical_windows.readout import model_sampling
+    from critical_windows.cot.readout import model_sampling
 
     path = entry["path"]
     lookup = None if path == "embedded" or is_synthetic(path) else path
@@ -139,7 +156,7 @@ def stage_settings(wildcards):
 
 
 def elicitation_settings(wildcards):
-    """stage_settings of elicit_answers: with the readout (critical_windows.readout) when it
+    """stage_settings of elicit_answers: with the readout (critical_windows.cot.readout) when it
     is not the research protocol's, so that followup + greedy runs keep their params."""
     readout = {
         key: config[key]
@@ -176,7 +193,7 @@ def adaptive_settings():
 
 
 ADAPTIVE = config.get("sampling_strategy", "fixed") == "adaptive"
-# Where responses are cut (critical_windows.segmentation): the `levels` grid or units.
+# Where responses are cut (critical_windows.cot.segmentation): the `levels` grid or units.
 CUTS = {"unit": "fraction", "every": 1, "max": None, **config.get("cuts", {})}
 if ADAPTIVE and CUTS["unit"] != "fraction":
     raise ValueError(
@@ -189,31 +206,20 @@ REASONING = {True: "on", False: "off"}.get(config["reasoning"], config["reasonin
 
 
 def check_readout():
-    """Responses that the context would cut: refused now (critical_windows.readout)."""
-    from critical_windows.readout import check_config as check
+    """Responses that the context would cut: refused now (critical_windows.cot.readout)."""
+    from critical_windows.cot.readout import check_config as check
 
     check(config)
 
 
 check_readout()
-# The model stages' code (also in their journal keys): the adaptive driver and the answer
-# extraction it judges with only count when sampling is adaptive.
-GENERATION_CODE = code_version(
-    "backends",
-    "generation",
-    "journal",
-    "prompts",
-    "readout",
-    *(["adaptive", "extraction"] if ADAPTIVE else []),
-    *(["server"] if config["backend"] == "openai" else []),
-)
 
 
 def final_targets():
     """What the experiments of config["experiments"] produce. Chain of thought: summary,
-    explorer and every figure of every model (FIGURES is in report.smk), and the scorecard
+    explorer and every figure of every model (catalog.FIGURES), and the scorecard
     of a synthetic model; structured: structured_targets below; prefill attack and
-    likelihood ratio: prefill_targets and likelihood_targets in jailbreak.smk."""
+    likelihood ratio: prefill_targets and likelihood_targets below."""
     targets = []
     if "structured" in config["experiments"]:
         targets += structured_targets()
@@ -234,7 +240,7 @@ def final_targets():
         targets += expand(
             "results/{model}/figures/{figure}.{ext}",
             model=model,
-            figure=FIGURES,
+            figure=catalog.FIGURES,
             ext=["html", "png"],
         )
     return targets
@@ -256,7 +262,7 @@ def structured_targets():
     )
 
 
-# --- the jailbreak experiments (jailbreak.smk) ---------------------------------------------
+# --- the jailbreak experiments (prefill.smk, likelihood.smk) ---------------------------------------------
 
 
 def prefill_targets():
@@ -273,7 +279,7 @@ def prefill_targets():
             "{base}/figures/{judge}/{figure}.{ext}",
             base=base,
             judge=config["jailbreak"]["judges"],
-            figure=PREFILL_FIGURES,
+            figure=catalog.PREFILL_FIGURES,
             ext=["html", "png"],
         )
     return targets
@@ -285,29 +291,14 @@ def likelihood_targets():
     return [f"{base}/detection.csv", f"{base}/detection.md"] + expand(
         "{base}/figures/{figure}.{ext}",
         base=base,
-        figure=LIKELIHOOD_FIGURES,
+        figure=catalog.LIKELIHOOD_FIGURES,
         ext=["html", "png"],
     )
 
 
-def entry_path(entry):
-    """The folder or hub id an engine loads for a model entry ({path, revision}) of the
-    jailbreak config, as model_path does for the models of `models`."""
-    return "results/models/embedded" if entry["path"] == "embedded" else entry["path"]
-
-
-def entry_input(entry):
-    """The input files of a model entry of the jailbreak config (as model_input)."""
-    if entry["path"] == "embedded":
-        return ["results/models/embedded"]
-    return [entry["path"]] if Path(entry["path"]).exists() else []
-
-
 def embedded_note(model):
     """The note that a run of the embedded model demonstrates the mechanism only."""
-    from critical_windows.jailbreak import EMBEDDED_NOTE
-
-    return EMBEDDED_NOTE if MODELS[model]["path"] == "embedded" else None
+    return catalog.EMBEDDED_NOTE if MODELS[model]["path"] == "embedded" else None
 
 
 def request_tables(wildcards=None):
@@ -332,7 +323,7 @@ def judge_input(wildcards):
 def likelihood_prompt_inputs(wildcards):
     """Harmful requests for a prefill-attack source, benchmark questions for a benchmark
     source (which must be among `datasets`)."""
-    from critical_windows.likelihood import sources_from_config
+    from critical_windows.experiments.likelihood.sources import sources_from_config
 
     sources = sources_from_config(config["likelihood"])
     inputs = {}

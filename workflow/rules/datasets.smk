@@ -16,6 +16,6 @@ rule prepare_dataset:
         questions_per_dataset=config["questions_per_dataset"],
         seed=config["seed"],
         bad_rows=config["bad_rows"],
-        code=code_version("datasets", "golds", "math_normalize"),
+        code=stage_code("prepare_dataset"),
     script:
         "../scripts/prepare_dataset.py"

@@ -1,6 +1,6 @@
 # The engine's CPU threads: config engine.threads, else as many as the job can get (a local
 # run gives a job at most --cores; profiles/slurm sets them per rule). Snakemake passes them
-# to the job as OMP_NUM_THREADS, which the engine reads (critical_windows.backends).
+# to the job as OMP_NUM_THREADS, which the engine reads (critical_windows.engine.types).
 ENGINE_THREADS = config.get("engine", {}).get("threads") or 256
 # With the forced readout (and the fixed grid), resample_prefixes also runs the
 # elicitations in its own engine, whose prefix cache holds the prompt + prefix +
@@ -27,7 +27,7 @@ rule generate_base:
         runtime=lambda wc, attempt: 120 * attempt,
     params:
         settings=stage_settings,
-        code=GENERATION_CODE,
+        code=stage_code("run_model_stage"),
         journal=lambda w: f"results/{w.model}/.journal/generate_base",
         shards=config["shards"],
     script:
@@ -35,7 +35,7 @@ rule generate_base:
 
 
 # With sampling_strategy "adaptive", resample_prefixes chooses the levels itself
-# (critical_windows.adaptive) from the base responses, and truncate_responses then cuts at
+# (critical_windows.cot.adaptive) from the base responses, and truncate_responses then cuts at
 # exactly the levels it sampled: resampled.parquet comes before truncated.parquet.
 
 
@@ -61,13 +61,7 @@ rule truncate_responses:
         reasoning=REASONING,
         model_path=model_path,
         revision=lambda w: MODELS[w.model].get("revision"),
-        code=code_version(
-            "backends",
-            "generation",
-            "readout",
-            *(["adaptive"] if ADAPTIVE else []),
-            *(["segmentation"] if CUTS["unit"] != "fraction" else []),
-        ),
+        code=stage_code("truncate_responses"),
     script:
         "../scripts/truncate_responses.py"
 
@@ -99,7 +93,7 @@ rule resample_prefixes:
         runtime=lambda wc, attempt: 240 * attempt,
     params:
         settings=elicitation_settings if FUSED_ELICITATION else stage_settings,
-        code=GENERATION_CODE,
+        code=stage_code("run_model_stage"),
         journal=lambda w: f"results/{w.model}/.journal/resample_prefixes",
         shards=config["shards"],
     script:
@@ -130,7 +124,7 @@ rule elicit_answers:
         runtime=lambda wc, attempt: 240 * attempt,
     params:
         settings=elicitation_settings,
-        code=GENERATION_CODE,
+        code=stage_code("run_model_stage"),
         journal=lambda w: f"results/{w.model}/.journal/elicit_answers",
         shards=config["shards"],
     script:
@@ -155,6 +149,6 @@ rule gather_shards:
     conda:
         "../envs/critical-windows.yaml"
     params:
-        code=code_version("generation"),
+        code=stage_code("gather_shards"),
     script:
         "../scripts/gather_shards.py"

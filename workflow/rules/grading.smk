@@ -6,7 +6,7 @@ rule grade_answers:
         graded="results/{model}/{dataset}/graded.parquet",
         missing="results/{model}/{dataset}/missing.csv",
         # MATH pairs on which math-verify and the MATH normalised string comparison
-        # disagree (critical_windows.audit); a header line when there are none
+        # disagree (critical_windows.grading.audit); a header line when there are none
         audit="results/{model}/{dataset}/grading_audit.csv",
     log:
         "results/logs/grade_answers/{model}/{dataset}.log",
@@ -19,8 +19,6 @@ rule grade_answers:
         # math-verify results shared by every job and kept across runs; not an output,
         # because losing it only costs time.
         cache="results/.cache/equivalence.parquet",
-        code=code_version(
-            "extraction", "grading", "answer_forms", "audit", "math_normalize"
-        ),
+        code=stage_code("grade_answers"),
     script:
         "../scripts/grade_answers.py"

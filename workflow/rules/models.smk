@@ -8,6 +8,6 @@ rule materialize_embedded_model:
     conda:
         "../envs/critical-windows.yaml"
     params:
-        code=code_version("models"),
+        code=stage_code("materialize_embedded_model"),
     script:
         "../scripts/materialize_embedded_model.py"

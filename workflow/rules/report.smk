@@ -1,17 +1,5 @@
-# The figures of critical_windows.figures.FIGURES, in the report's order.
-FIGURES = [
-    "accuracy",
-    "consistency",
-    "window_share",
-    "accuracy_by_window",
-    "stump_vs_consistency",
-    "window_positions",
-    "question_curves",
-]
-
-
 wildcard_constraints:
-    figure="|".join(FIGURES),
+    figure="|".join(catalog.FIGURES),
 
 
 rule plot_figure:
@@ -39,7 +27,7 @@ rule plot_figure:
         caption=lambda wc: Path(
             workflow.basedir, "workflow", "report", f"{wc.figure}.rst"
         ).read_text(),
-        code=code_version("windows", "summary", "figures"),
+        code=stage_code("plot_figure"),
     script:
         "../scripts/plot_figure.py"
 
@@ -71,6 +59,6 @@ rule build_explorer:
         questions_per_dataset=config.get("explorer", {}).get(
             "questions_per_dataset", 100
         ),
-        code=code_version("summary", "explorer"),
+        code=stage_code("build_explorer"),
     script:
         "../scripts/build_explorer.py"

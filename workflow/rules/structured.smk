@@ -6,7 +6,7 @@
 STRUCTURED = config["structured"]
 STRUCTURED_FORM = {k: STRUCTURED[k] for k in ("prompt", "blanks", "prefill")}
 if "structured" in config["experiments"]:
-    from critical_windows.structured import make_form
+    from critical_windows.experiments.structured.forms import make_form
 
     make_form(**STRUCTURED_FORM)  # a bad form is refused when the workflow starts
 
@@ -43,9 +43,7 @@ rule sample_structured_answers:
         top_p=lambda w: entry_sampling(MODELS[w.model])["top_p"],
         seed=config["seed"],
         journal=lambda w: f"results/structured/{w.model}/.journal",
-        code=code_version(
-            "backends", "journal", "prompts", "structured", "structured_exact"
-        ),
+        code=stage_code("sample_structured_answers"),
     script:
         "../scripts/sample_structured_answers.py"
 
@@ -79,9 +77,7 @@ rule constrain_structured_answers:
         top_p=lambda w: entry_sampling(MODELS[w.model])["top_p"],
         seed=config["seed"],
         journal=lambda w: f"results/structured/{w.model}/.journal_constrained",
-        code=code_version(
-            "backends", "journal", "prompts", "structured", "structured_exact"
-        ),
+        code=stage_code("constrain_structured_answers"),
     script:
         "../scripts/constrain_structured_answers.py"
 
@@ -118,7 +114,7 @@ rule estimate_structured_curves:
     params:
         form=STRUCTURED_FORM,
         grid_step=STRUCTURED["grid_step"],
-        code=code_version("structured", "structured_exact"),
+        code=stage_code("estimate_structured_curves"),
     script:
         "../scripts/estimate_structured_curves.py"
 
@@ -144,6 +140,6 @@ rule plot_structured_string:
     conda:
         "../envs/critical-windows.yaml"
     params:
-        code=code_version("structured", "structured_exact", "summary"),
+        code=stage_code("plot_structured_string"),
     script:
         "../scripts/plot_structured_string.py"

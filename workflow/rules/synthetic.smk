@@ -26,6 +26,6 @@ rule score_windows:
         model_path=model_path,
         jump=config["windows"]["jump"],
         drop=config["windows"]["drop"],
-        code=code_version("synthetic", "windows", "distributions"),
+        code=stage_code("score_windows"),
     script:
         "../scripts/score_windows.py"

@@ -31,7 +31,7 @@ rule detect_windows:
         max_span=config["windows"].get("max_span", 0.2),
         drop_alpha=config["windows"].get("drop_alpha", 0.05),
         seed=config["seed"],
-        code=code_version("windows", "importance", "distributions"),
+        code=stage_code("detect_windows"),
     script:
         "../scripts/detect_windows.py"
 
@@ -58,6 +58,6 @@ rule summarize_run:
     params:
         datasets=DATASETS,
         thresholds=config["windows"],
-        code=code_version("summary", "audit"),
+        code=stage_code("summarize_run"),
     script:
         "../scripts/summarize_run.py"

@@ -6,7 +6,9 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
 import polars as pl
 
-from critical_windows import explorer, summary, tables
+from critical_windows.analysis import summary
+from critical_windows.io import tables
+from critical_windows.views import explorer
 
 
 def read(paths, schema):

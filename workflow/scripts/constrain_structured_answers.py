@@ -9,15 +9,16 @@ from pathlib import Path
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)  # noqa: SIM115
 logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(message)s")
 
-from critical_windows import structured, structured_exact, tables  # noqa: E402
-from critical_windows.backends import Sampling  # noqa: E402
-from critical_windows.journal import Journal  # noqa: E402
-from critical_windows.summary import write_atomic  # noqa: E402
+from critical_windows.analysis.summary import write_atomic  # noqa: E402
+from critical_windows.engine.journal import Journal  # noqa: E402
+from critical_windows.engine.types import Sampling  # noqa: E402
+from critical_windows.experiments.structured import constrained, forms
+from critical_windows.io import tables
 
 p = snakemake.params
-form = structured.make_form(**p.form)
-backend = structured_exact.load_engine(p.model_path, p.revision, p.backend, p.engine, form)
-constrained, exact, trie = structured_exact.run_exact(
+form = forms.make_form(**p.form)
+backend = constrained.load_engine(p.model_path, p.revision, p.backend, p.engine, form)
+drawn, exact, trie = constrained.run_exact(
     backend,
     Journal(Path(p.journal)),
     form,
@@ -29,9 +30,9 @@ constrained, exact, trie = structured_exact.run_exact(
 )
 meta = {"model_path": p.model_path, "form": p.form, "seed": p.seed, "trie": trie.digest()}
 meta |= {"temperature": p.temperature, "top_p": p.top_p}
-tables.write_table(constrained, snakemake.output.samples, structured.SAMPLES, meta)
-tables.write_table(exact, snakemake.output.exact, structured_exact.EXACT, meta)
-check = structured_exact.agreement(constrained, exact)
+tables.write_table(drawn, snakemake.output.samples, forms.SAMPLES, meta)
+tables.write_table(exact, snakemake.output.exact, constrained.EXACT, meta)
+check = constrained.agreement(drawn, exact)
 write_atomic(snakemake.output.agreement, json.dumps(check, indent=2) + "\n")
 print(exact)
 print(check)

@@ -6,7 +6,8 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
 import polars as pl
 
-from critical_windows import distributions, importance, tables, windows
+from critical_windows.analysis import distributions, importance, windows
+from critical_windows.io import tables
 
 
 def read(paths, schema):

@@ -7,22 +7,23 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)  # noqa: SIM1
 
 import polars as pl  # noqa: E402
 
-from critical_windows import structured, structured_exact, tables  # noqa: E402
-from critical_windows.summary import write_atomic  # noqa: E402
+from critical_windows.analysis.summary import write_atomic  # noqa: E402
+from critical_windows.experiments.structured import constrained, forms
+from critical_windows.io import tables
 
 p = snakemake.params
 i, o = snakemake.input, snakemake.output
-out = structured_exact.compare(
-    tables.read_table(i.samples, structured.SAMPLES),
-    tables.read_table(i.constrained, structured.SAMPLES),
-    tables.read_table(i.exact, structured_exact.EXACT),
-    structured.make_form(**p.form),
+out = constrained.compare(
+    tables.read_table(i.samples, forms.SAMPLES),
+    tables.read_table(i.constrained, forms.SAMPLES),
+    tables.read_table(i.exact, constrained.EXACT),
+    forms.make_form(**p.form),
     p.grid_step,
 )
 meta = {"grid_step": p.grid_step}
-tables.write_table(out["curves"], o.curves, structured.CURVES, meta)
-tables.write_table(out["exact_curves"], o.exact_curves, structured_exact.EXACT_CURVES, meta)
-tables.write_table(out["bounds"], o.blanks, structured_exact.BOUNDS, meta)
+tables.write_table(out["curves"], o.curves, forms.CURVES, meta)
+tables.write_table(out["exact_curves"], o.exact_curves, constrained.EXACT_CURVES, meta)
+tables.write_table(out["bounds"], o.blanks, constrained.BOUNDS, meta)
 write_atomic(o.blanks_csv, out["bounds"].write_csv())
 write_atomic(o.inside, out["inside"].write_csv())
 write_atomic(o.conformance, out["conformance"].write_csv())

@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
-from critical_windows.generation import gather_shards
+from critical_windows.cot.runner import gather_shards
 
 for out in snakemake.output:
     dataset = Path(out).parent.name

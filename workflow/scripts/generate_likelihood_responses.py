@@ -8,11 +8,13 @@ from pathlib import Path
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(message)s")
 
-from critical_windows import jailbreak, likelihood, tables
-from critical_windows.backends import Sampling
+from critical_windows.engine.types import Sampling
+from critical_windows.experiments.likelihood import detector
+from critical_windows.experiments.prefill import attack
+from critical_windows.io import tables
 
 p = snakemake.params
-gen = jailbreak.make_generator(
+gen = attack.make_generator(
     model_path=p.model_path,
     revision=p.revision,
     sampling=p.sampling,
@@ -21,13 +23,13 @@ gen = jailbreak.make_generator(
     label="aligned",
     **p.settings,
 )
-responses = likelihood.generate_responses(
+responses = detector.generate_responses(
     gen,
-    tables.read_table(snakemake.input.prompts, likelihood.PROMPTS),
+    tables.read_table(snakemake.input.prompts, detector.PROMPTS),
     system_prompt=p.system_prompt,
     sampling=Sampling(**p.sampling),
     seed=p.settings["seed"],
 )
 meta = {"model_path": p.model_path, "system_prompt": p.system_prompt, "sampling": p.sampling}
-tables.write_table(responses, snakemake.output[0], likelihood.RESPONSES, meta)
+tables.write_table(responses, snakemake.output[0], detector.RESPONSES, meta)
 print(f"{responses.height} responses, {responses['generated'].sum()} generated")

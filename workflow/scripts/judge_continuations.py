@@ -9,12 +9,13 @@ logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %
 
 import polars as pl
 
-from critical_windows import jailbreak, tables
+from critical_windows.experiments.prefill import attack
+from critical_windows.io import tables
 
 p = snakemake.params
 requests = pl.concat([tables.read_table(f, tables.REQUESTS) for f in snakemake.input.requests])
-continuations = tables.read_table(snakemake.input.continuations, jailbreak.CONTINUATIONS)
-judge = jailbreak.make_judge(
+continuations = tables.read_table(snakemake.input.continuations, attack.CONTINUATIONS)
+judge = attack.make_judge(
     snakemake.wildcards.judge,
     phrases=p.phrases,
     strongreject=p.strongreject,
@@ -23,8 +24,8 @@ judge = jailbreak.make_judge(
     journal_dir=Path(p.journal),
     **p.settings,
 )
-judged = jailbreak.judge_continuations(judge, requests, continuations)
+judged = attack.judge_continuations(judge, requests, continuations)
 meta = {"judge": judge.name, "judge_model": judge.model}
-tables.write_table(judged, snakemake.output[0], jailbreak.JUDGED, meta)
+tables.write_table(judged, snakemake.output[0], attack.JUDGED, meta)
 print(judged.group_by("complied").len().sort("complied"))
 print(judged.group_by("missing_reason").len().sort("len", descending=True).head(5))

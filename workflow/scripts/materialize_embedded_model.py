@@ -7,6 +7,6 @@ from pathlib import Path
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stdout)
 
-from critical_windows.models import materialize_embedded
+from critical_windows.engine.models import materialize_embedded
 
 materialize_embedded(Path(snakemake.output[0]))

@@ -6,7 +6,8 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
 import polars as pl
 
-from critical_windows import figures, tables
+from critical_windows.io import tables
+from critical_windows.views import figures
 
 curves = pl.concat([tables.read_table(p, tables.CURVES) for p in snakemake.input.curves])
 levels = [tables.read_table(p, tables.LEVEL_DISTRIBUTIONS) for p in snakemake.input.distributions]

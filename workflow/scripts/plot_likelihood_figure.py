@@ -4,15 +4,17 @@ import sys
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
-from critical_windows import likelihood, tables
+from critical_windows.experiments.likelihood import detector
+from critical_windows.experiments.likelihood import views
+from critical_windows.io import tables
 
 p = snakemake.params
-likelihood.render(
+views.render(
     snakemake.wildcards.likelihood_figure,
-    tables.read_table(snakemake.input.scores, likelihood.SCORES),
-    tables.read_table(snakemake.input.roc, likelihood.ROC),
+    tables.read_table(snakemake.input.scores, detector.SCORES),
+    tables.read_table(snakemake.input.roc, detector.ROC),
     fprs=p.fprs,
-    subtitle=likelihood.subtitle(p.roles, p.note),
+    subtitle=views.subtitle(p.roles, p.note),
     html_path=snakemake.output.html,
     png_path=snakemake.output.png,
 )

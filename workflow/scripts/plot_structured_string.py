@@ -4,13 +4,14 @@ import sys
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)  # noqa: SIM115
 
-from critical_windows import structured, structured_exact, tables  # noqa: E402
+from critical_windows.experiments.structured import constrained, forms
+from critical_windows.io import tables
 
-structured_exact.render_comparison(
+constrained.render_comparison(
     int(snakemake.wildcards.rank),
-    tables.read_table(snakemake.input.curves, structured.CURVES),
-    tables.read_table(snakemake.input.exact_curves, structured_exact.EXACT_CURVES),
-    tables.read_table(snakemake.input.blanks, structured_exact.BOUNDS),
+    tables.read_table(snakemake.input.curves, forms.CURVES),
+    tables.read_table(snakemake.input.exact_curves, constrained.EXACT_CURVES),
+    tables.read_table(snakemake.input.blanks, constrained.BOUNDS),
     html=snakemake.output.html,
     png=snakemake.output.png,
 )

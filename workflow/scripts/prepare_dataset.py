@@ -5,10 +5,11 @@ from pathlib import Path
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
-from critical_windows import datasets, tables
+from critical_windows.data import benchmarks
+from critical_windows.io import tables
 
 entry = snakemake.params.entry
-questions, rejects = datasets.prepare(
+questions, rejects = benchmarks.prepare(
     entry,
     source=snakemake.params.source,
     resources=Path(snakemake.input.get("files", "resources/datasets")),

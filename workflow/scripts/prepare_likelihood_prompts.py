@@ -8,12 +8,14 @@ from pathlib import Path
 
 import polars as pl
 
-from critical_windows import likelihood, tables
+from critical_windows.experiments.likelihood import detector
+from critical_windows.experiments.likelihood import sources
+from critical_windows.io import tables
 
 p = snakemake.params
 requests = [tables.read_table(f, tables.REQUESTS) for f in snakemake.input.get("requests", [])]
-prompts = likelihood.prepare_prompts(
-    [likelihood.Source(**s) for s in p.sources],
+prompts = detector.prepare_prompts(
+    [sources.Source(**s) for s in p.sources],
     requests=pl.concat(requests) if requests else pl.from_arrow(tables.REQUESTS.empty_table()),
     questions={
         Path(f).stem: tables.read_table(f, tables.QUESTIONS) for f in snakemake.input.questions
@@ -21,5 +23,5 @@ prompts = likelihood.prepare_prompts(
     opener=p.opener,
     seed=p.seed,
 )
-tables.write_table(prompts, snakemake.output[0], likelihood.PROMPTS, {"sources": p.sources})
+tables.write_table(prompts, snakemake.output[0], detector.PROMPTS, {"sources": p.sources})
 print(prompts.group_by("label", "family").len().sort("label", "family"))

@@ -7,7 +7,7 @@ from pathlib import Path
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(message)s")
 
-from critical_windows.generation import run_model_stage, settings_from_params
+from critical_windows.cot.runner import run_model_stage, settings_from_params
 
 inputs = {}
 for name, path in snakemake.input.items():

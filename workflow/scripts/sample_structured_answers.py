@@ -7,16 +7,17 @@ from pathlib import Path
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)  # noqa: SIM115
 logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(message)s")
 
-from critical_windows import structured, tables  # noqa: E402
-from critical_windows.backends import Sampling  # noqa: E402
+from critical_windows.engine.types import Sampling  # noqa: E402
+from critical_windows.experiments.structured import forms
+from critical_windows.io import tables
 
 p = snakemake.params
-samples = structured.run_sampling(
+samples = forms.run_sampling(
     p.model_path,
     p.revision,
     p.backend,
     p.engine,
-    structured.make_form(**p.form),
+    forms.make_form(**p.form),
     samples=p.samples,
     samples_per_request=p.samples_per_request,
     sampling=Sampling(p.temperature, p.top_p, p.max_tokens),
@@ -25,5 +26,5 @@ samples = structured.run_sampling(
     journal_dir=Path(p.journal),
 )
 meta = {"model_path": p.model_path, "form": p.form, "seed": p.seed, "max_tokens": p.max_tokens}
-tables.write_table(samples, snakemake.output[0], structured.SAMPLES, meta)
+tables.write_table(samples, snakemake.output[0], forms.SAMPLES, meta)
 print(f"{samples.height} samples, {samples['conforming'].sum()} conforming")

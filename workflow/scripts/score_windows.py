@@ -6,8 +6,9 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)  # noqa: SIM1
 
 import polars as pl  # noqa: E402
 
-from critical_windows import synthetic, tables  # noqa: E402
-from critical_windows.summary import write_atomic  # noqa: E402
+from critical_windows.analysis.summary import write_atomic  # noqa: E402
+from critical_windows.experiments.synthetic import scorecard
+from critical_windows.io import tables
 
 
 def read(paths, schema):
@@ -15,7 +16,7 @@ def read(paths, schema):
 
 
 params = snakemake.params
-truth, scorecard = synthetic.score_run(
+truth, card = scorecard.score_run(
     params.model_path,
     read(snakemake.input.questions, tables.QUESTIONS),
     read(snakemake.input.base, tables.BASE),
@@ -26,7 +27,7 @@ truth, scorecard = synthetic.score_run(
     readout=read(snakemake.input.readout_windows, tables.READOUT_WINDOWS),
 )
 meta = {"model_path": params.model_path, "jump": params.jump, "drop": params.drop}
-tables.write_table(truth, snakemake.output.truth, synthetic.TRUTH, meta)
-write_atomic(snakemake.output.scorecard, scorecard.write_csv())
+tables.write_table(truth, snakemake.output.truth, scorecard.TRUTH, meta)
+write_atomic(snakemake.output.scorecard, card.write_csv())
 with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=200):
-    print(scorecard)
+    print(card)

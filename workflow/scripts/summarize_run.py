@@ -6,7 +6,9 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
 import polars as pl
 
-from critical_windows import audit, summary, tables
+from critical_windows.analysis import summary
+from critical_windows.grading import audit
+from critical_windows.io import tables
 
 curves = pl.concat([tables.read_table(p, tables.CURVES) for p in snakemake.input.curves])
 found = pl.concat([tables.read_table(p, tables.WINDOWS) for p in snakemake.input.windows])

@@ -6,9 +6,9 @@ from pathlib import Path
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
-from critical_windows import tables
-from critical_windows.backends import load_tokenizer
-from critical_windows.generation import truncate_responses
+from critical_windows.cot.generation import truncate_responses
+from critical_windows.engine.registry import load_tokenizer
+from critical_windows.io import tables
 
 tokenizer = load_tokenizer(snakemake.params.model_path, snakemake.params.revision)
 for out in snakemake.output:
@@ -17,7 +17,7 @@ for out in snakemake.output:
     meta = {"levels": snakemake.params.levels, "model_path": snakemake.params.model_path}
     if hasattr(snakemake.input, f"resampled_{dataset}"):  # a Namedlist: `in` tests paths
         # sampling_strategy "adaptive": the levels the resampling stage chose, per question
-        from critical_windows.adaptive import truncate_at_sampled_levels
+        from critical_windows.cot.adaptive import truncate_at_sampled_levels
 
         resampled = tables.read_table(snakemake.input[f"resampled_{dataset}"], tables.RESAMPLED)
         truncated = truncate_at_sampled_levels(base, resampled, tokenizer)
