@@ -17,8 +17,7 @@ from critical_windows.cot.generation import Generator, StageSettings
 from critical_windows.data import harmful
 from critical_windows.engine.journal import Journal
 from critical_windows.engine.types import Completion, EngineSettings
-from critical_windows.experiments.likelihood import detector
-from critical_windows.experiments.likelihood import sources
+from critical_windows.experiments.likelihood import detector, sources
 from critical_windows.experiments.prefill import attack, judges, views
 from critical_windows.io import tables
 

@@ -4,8 +4,7 @@ import sys
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
-from critical_windows.experiments.likelihood import detector
-from critical_windows.experiments.likelihood import views
+from critical_windows.experiments.likelihood import detector, views
 from critical_windows.io import tables
 
 p = snakemake.params

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
-from critical_windows.experiments.likelihood import detector
-from critical_windows.experiments.likelihood import sources
+from critical_windows.experiments.likelihood import detector, sources
 from critical_windows.io import tables
 
 p = snakemake.params
