@@ -1,4 +1,5 @@
-# The two commands of the README: `make run` and `make test`.
+# The two commands of the README: `make run` and `make test` (the full suite, as CI runs it).
+# `make check`: lint and the fast tier (every test not marked slow), for development.
 .PHONY: setup run test check lint
 
 setup:
@@ -13,6 +14,9 @@ lint:
 	.venv/bin/snakefmt --check Snakefile workflow
 	.venv/bin/snakemake --lint
 	.venv/bin/lint-imports
+
+check: lint
+	.venv/bin/python -m pytest -ra -m "not slow"
 
 test:
 	./setup.sh test

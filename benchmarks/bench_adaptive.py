@@ -24,14 +24,10 @@ from pathlib import Path
 
 import polars as pl
 
-from critical_windows.analysis import windows
-from critical_windows.cot import adaptive, generation
+from critical_windows.cot import adaptive
 from critical_windows.data import benchmarks
 from critical_windows.engine import synthetic
-from critical_windows.engine.journal import Journal
-from critical_windows.engine.types import EngineSettings
 from critical_windows.experiments.synthetic import scorecard, simulation
-from critical_windows.grading import grader
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ["arc_easy", "mmlu"]
@@ -54,79 +50,6 @@ ADAPTIVE = {
     "confirm_99_confidence_0.8": dict(confirm_samples=99, confidence=0.8),
     "cap_800": dict(max_tokens_per_question=800),
 }
-
-
-def settings(seed: int) -> generation.StageSettings:
-    return generation.StageSettings(
-        model="synthetic",
-        model_path="synthetic",
-        revision=None,
-        backend="vllm",
-        engine=EngineSettings(max_model_len=16384),
-        temperature=0.6,
-        top_p=0.9,
-        max_tokens=128,
-        seed=seed,
-        samples_per_level=1,
-        elicitation_max_tokens=32,
-        code="bench",
-        batch_size=4096,
-    )
-
-
-def quality(card: pl.DataFrame) -> dict[str, float]:
-    row = card.filter(
-        (pl.col("population") == "all")
-        & (pl.col("truth") == "planted")
-        & (pl.col("method") == "rule")
-    ).row(0, named=True)
-    err = None
-    if row["start_error_tokens"] is not None:
-        err = (row["start_error_tokens"] + row["end_error_tokens"]) / 2
-    return {
-        "true_windows": row["true_windows"],
-        "detected": row["detected"],
-        "recall": row["recall"],
-        "precision": row["precision"],
-        "error_tokens": err,
-        "width_tokens": row["width_tokens"],
-    }
-
-
-def run_adaptive(
-    model: synthetic.SyntheticModel,
-    questions: pl.DataFrame,
-    s: adaptive.AdaptiveSettings,
-    seed: int,
-    folder: Path,
-    *,
-    jump: float,
-    drop: float,
-    fdr: float,
-) -> tuple[pl.DataFrame, dict[str, float], pl.DataFrame]:
-    """The adaptive driver, then elicitation, grading and detection of the workflow."""
-    gen = generation.Generator(model, Journal(folder / "gen"), settings(seed))
-    judge = generation.Generator(model, Journal(folder / "judge"), settings(seed))
-    base = generation.generate_base(gen, questions)
-    resampled = adaptive.resample_adaptive(gen, questions, base, s, judge=judge)
-    truncated = adaptive.truncate_at_sampled_levels(base, resampled, model.tokenizer)
-    elicited = generation.elicit_answers(judge, questions, base, truncated, resampled)
-    graded, _ = grader.grade(questions, elicited, processes=1)
-    _, found = windows.detect(graded, truncated, base, jump=jump, drop=drop, fdr=fdr)
-    truth = scorecard.truth(model, questions, base, truncated, jump=jump, drop=drop)
-    n = base.height
-    cost = {
-        "tokens_per_question": (
-            int(base["n_response_tokens"].sum()) + int(resampled["n_tokens"].sum())
-        )
-        / n,
-        "calls_per_question": (
-            n + resampled.height + elicited.filter(pl.col("kind") != "direct").height
-        )
-        / n,
-        "levels_per_question": truncated.height / n,
-    }
-    return scorecard.score(found, truncated, truth), cost, resampled
 
 
 def main() -> None:
@@ -161,7 +84,7 @@ def main() -> None:
                     "tokens_per_question": cost["tokens_per_question"],
                     "calls_per_question": calls,
                     "levels_per_question": len(grid_levels),
-                    **quality(card),
+                    **scorecard.quality(card),
                 }
             )
     print(f"fixed grids scored in {time.monotonic() - start:.1f} s")
@@ -170,8 +93,10 @@ def main() -> None:
             continue
         s = adaptive.AdaptiveSettings.from_mapping(values, jump=args.jump, drop=args.drop)
         with tempfile.TemporaryDirectory() as tmp:
-            card, cost, _ = run_adaptive(model, questions, s, args.seed, Path(tmp), **thresholds)
-        rows.append({"strategy": "adaptive", "budget": name, **cost, **quality(card)})
+            card, cost, _ = simulation.run_adaptive(
+                model, questions, s, args.seed, Path(tmp), **thresholds
+            )
+        rows.append({"strategy": "adaptive", "budget": name, **cost, **scorecard.quality(card)})
         print(f"adaptive {name} done at {time.monotonic() - start:.1f} s")
     out = pl.DataFrame(rows)
     for ref in REFERENCES:

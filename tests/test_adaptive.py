@@ -17,7 +17,7 @@ from critical_windows.cot.generation import Generator, cut_length
 from critical_windows.data import benchmarks
 from critical_windows.engine import synthetic
 from critical_windows.engine.journal import Journal
-from critical_windows.experiments.synthetic import simulation
+from critical_windows.experiments.synthetic import scorecard, simulation
 from critical_windows.io import tables
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,19 +123,17 @@ def questions() -> pl.DataFrame:
 def test_adaptive_finds_planted_windows_with_fewer_tokens_than_fixed(
     questions, tmp_path: Path
 ) -> None:
-    import bench_adaptive as bench
-
     model = synthetic.load("synthetic")
-    card, cost, resampled = bench.run_adaptive(
+    card, cost, resampled = simulation.run_adaptive(
         model, questions, S, 2243, tmp_path, jump=0.5, drop=0.3, fdr=0.05
     )
-    got = bench.quality(card)
+    got = scorecard.quality(card)
     levels = [0.05, 0.1, 0.3, 0.5, 0.7, 0.9]
     sim = simulation.simulate(model, questions, levels, 25, 2243)
     fixed_card, fixed_cost = simulation.evaluate(
         model, sim, levels, 25, jump=0.5, drop=0.3, fdr=0.05
     )
-    fixed = bench.quality(fixed_card)
+    fixed = scorecard.quality(fixed_card)
     assert got["true_windows"] >= 10
     assert got["recall"] >= 0.7 and got["precision"] >= 0.7
     assert got["error_tokens"] < fixed["error_tokens"]
@@ -144,11 +142,9 @@ def test_adaptive_finds_planted_windows_with_fewer_tokens_than_fixed(
 
 
 def test_adaptive_resumes_from_the_journal(questions, tmp_path: Path) -> None:
-    import bench_adaptive as bench
-
     model = synthetic.load("synthetic")
     qs = questions.head(6)
-    settings = bench.settings(2243)
+    settings = simulation.stage_settings(2243)
     gen = Generator(model, Journal(tmp_path / "g"), settings)
     base = generation.generate_base(gen, qs)
     first = adaptive.resample_adaptive(gen, qs, base, S)

@@ -113,6 +113,7 @@ def test_page_is_self_contained_and_capped_per_dataset(page):
     assert "</b>" not in html.split('id="data">')[1].split("</script>")[0]
 
 
+@pytest.mark.slow
 def test_page_renders_in_chromium_without_errors(page, tmp_path):
     browser = _browser()
     path, shown = page
@@ -145,6 +146,7 @@ def test_page_renders_in_chromium_without_errors(page, tmp_path):
     assert done.returncode == 0 and shot.stat().st_size > 20_000, done.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_filters_preset_in_the_address_hide_other_questions(page, tmp_path):
     browser = _browser()
     path, _ = page

@@ -36,9 +36,8 @@ def test_cut_length_is_exact_floor() -> None:
 
 
 def test_seeds_and_shards_are_stable() -> None:
-    assert derive_seed(2243, "math-0001", 0.3, "resample") == derive_seed(
-        2243, "math-0001", 0.3, "resample"
-    )
+    # The value is pinned: a derived seed that changed would orphan every journaled request.
+    assert derive_seed(2243, "math-0001", 0.3, "resample") == 1988202450
     assert derive_seed(2243, "math-0001", 0.3, "resample") != derive_seed(
         2243, "math-0001", 0.5, "resample"
     )
@@ -179,6 +178,7 @@ def tokenizer(embedded_model: Path):
     return AutoTokenizer.from_pretrained(embedded_model)
 
 
+@pytest.mark.slow
 def test_prompts_use_the_chat_template(tokenizer) -> None:
     ids = prompts.render(tokenizer, prompts.cot_messages("What is 2+2?", "math"), prompts.PREFILL)
     text = tokenizer.decode(ids)
@@ -200,6 +200,7 @@ def test_prompts_use_the_chat_template(tokenizer) -> None:
     assert "Simplify it completely" in math and 'format "The answer is $ANSWER$"' in math
 
 
+@pytest.mark.slow
 def test_truncation_on_real_tokens(tokenizer) -> None:
     text = "First, 12 * 3 = 36. Then 36 + 4 = 40. The answer is 40 — naïve but right."
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -214,6 +215,7 @@ def test_truncation_on_real_tokens(tokenizer) -> None:
         assert text[: row["char_offset"]] == row["prefix_text"]
 
 
+@pytest.mark.slow
 def test_vllm_and_transformers_agree_on_greedy_tokens(embedded_model: Path) -> None:
     from critical_windows.engine.transformers_backend import TransformersBackend
     from critical_windows.engine.vllm_backend import VLLMBackend
@@ -269,6 +271,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, embedded_model: Path) -> 
     return work
 
 
+@pytest.mark.slow
 def test_resume_after_kill_keeps_finished_work(tiny_run: Path) -> None:
     log = (tiny_run / "results/logs/smollm2/resample_prefixes/000.log").read_text()
     found = re.search(r"resample_prefixes: (\d+) requests, (\d+) already journaled", log)
@@ -281,6 +284,7 @@ def _load(work: Path, dataset: str, name: str, schema) -> pl.DataFrame:
     return tables.read_table(work / f"results/smollm2/{dataset}/{name}.parquet", schema)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", TINY_CONFIG["datasets"])
 def test_tiny_run_tables(tiny_run: Path, dataset: str) -> None:
     n_q, levels, m = 2, TINY_CONFIG["levels"], TINY_CONFIG["samples_per_level"]

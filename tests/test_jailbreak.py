@@ -525,6 +525,7 @@ def _job_counts(stdout: str) -> dict[str, int]:
     return {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)$", table, re.M)}
 
 
+@pytest.mark.slow
 def test_gpu_config_reproduces_the_paper_setting_in_a_dry_run(tmp_path):
     config = _config("jailbreak_gpu.yaml")
     assert config["likelihood"]["aligned"]["path"] == "meta-llama/Llama-3.1-8B-Instruct"
@@ -556,6 +557,7 @@ def test_gpu_config_reproduces_the_paper_setting_in_a_dry_run(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_a_wrong_jailbreak_setting_stops_the_run_naming_it(tmp_path):
     config = _config("jailbreak.yaml") | {"jailbreak": {"judges": ["gpt4"]}}
     workdir = make_workdir(tmp_path, config)

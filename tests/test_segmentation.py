@@ -142,6 +142,7 @@ def test_a_number_inside_a_line_is_not_a_list_item() -> None:
     ]
 
 
+@pytest.mark.slow
 def test_the_embedded_models_outputs() -> None:
     arc = texts(SMOLLM_ARC, "step")
     assert arc[0] == "\nA correct answer would be:\n"

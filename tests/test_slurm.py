@@ -25,6 +25,8 @@ OVERLAY = SLURM / "profile"
 JOBCOMP = Path("/var/log/slurm/jobcomp.log")  # written by start_cluster.sh's slurm.conf
 CONFIGS = sorted([ROOT / "config.yaml", *(ROOT / "config").glob("*.yaml")])
 
+pytestmark = pytest.mark.slow
+
 
 def _job_resources(dry_run: str) -> list[tuple[str, dict[str, str]]]:
     """(rule, resources) of each job of a dry run's job listing."""

@@ -363,3 +363,23 @@ def score_run(
 
 
 # --- simulated runs: the stages without the workflow, for benchmarks and tests ------------
+
+
+def quality(card: pl.DataFrame) -> dict[str, float]:
+    """The headline of a scorecard: all populations, planted truth, the research rule."""
+    row = card.filter(
+        (pl.col("population") == "all")
+        & (pl.col("truth") == "planted")
+        & (pl.col("method") == "rule")
+    ).row(0, named=True)
+    err = None
+    if row["start_error_tokens"] is not None:
+        err = (row["start_error_tokens"] + row["end_error_tokens"]) / 2
+    return {
+        "true_windows": row["true_windows"],
+        "detected": row["detected"],
+        "recall": row["recall"],
+        "precision": row["precision"],
+        "error_tokens": err,
+        "width_tokens": row["width_tokens"],
+    }

@@ -6,14 +6,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from critical_windows.cot import prompts
+from critical_windows.analysis import windows
+from critical_windows.cot import adaptive, generation, prompts
+from critical_windows.engine import synthetic
+from critical_windows.engine.journal import Journal
 from critical_windows.engine.synthetic import LETTERS, SyntheticModel, answer_of, posterior
-from critical_windows.engine.types import Sampling
+from critical_windows.engine.types import EngineSettings, Sampling
 from critical_windows.experiments.synthetic.scorecard import score, truth
+from critical_windows.grading import grader
 
 
 @dataclass(frozen=True)
@@ -182,3 +187,58 @@ def evaluate(
         "elicitations_per_question": 1 + len(levels) * (samples_per_level + 1),
     }
     return score(found, truncated, truth_), cost
+
+
+def stage_settings(seed: int) -> generation.StageSettings:
+    """Settings of the model stages on the synthetic model outside the workflow."""
+    return generation.StageSettings(
+        model="synthetic",
+        model_path="synthetic",
+        revision=None,
+        backend="vllm",
+        engine=EngineSettings(max_model_len=16384),
+        temperature=0.6,
+        top_p=0.9,
+        max_tokens=128,
+        seed=seed,
+        samples_per_level=1,
+        elicitation_max_tokens=32,
+        code="bench",
+        batch_size=4096,
+    )
+
+
+def run_adaptive(
+    model: synthetic.SyntheticModel,
+    questions: pl.DataFrame,
+    s: adaptive.AdaptiveSettings,
+    seed: int,
+    folder: Path,
+    *,
+    jump: float,
+    drop: float,
+    fdr: float,
+) -> tuple[pl.DataFrame, dict[str, float], pl.DataFrame]:
+    """The adaptive driver, then elicitation, grading and detection of the workflow."""
+    gen = generation.Generator(model, Journal(folder / "gen"), stage_settings(seed))
+    judge = generation.Generator(model, Journal(folder / "judge"), stage_settings(seed))
+    base = generation.generate_base(gen, questions)
+    resampled = adaptive.resample_adaptive(gen, questions, base, s, judge=judge)
+    truncated = adaptive.truncate_at_sampled_levels(base, resampled, model.tokenizer)
+    elicited = generation.elicit_answers(judge, questions, base, truncated, resampled)
+    graded, _ = grader.grade(questions, elicited, processes=1)
+    _, found = windows.detect(graded, truncated, base, jump=jump, drop=drop, fdr=fdr)
+    exact = truth(model, questions, base, truncated, jump=jump, drop=drop)
+    n = base.height
+    cost = {
+        "tokens_per_question": (
+            int(base["n_response_tokens"].sum()) + int(resampled["n_tokens"].sum())
+        )
+        / n,
+        "calls_per_question": (
+            n + resampled.height + elicited.filter(pl.col("kind") != "direct").height
+        )
+        / n,
+        "levels_per_question": truncated.height / n,
+    }
+    return score(found, truncated, exact), cost, resampled
