@@ -20,6 +20,7 @@ import polars as pl
 
 from critical_windows.analysis import summary, windows
 from critical_windows.io import tables
+from critical_windows.io.atomic import write_atomic
 from critical_windows.views import explorer, figures
 
 DATASETS = ["math", "logiqa", "truthfulqa", "arc_challenge", "arc_easy", "mmlu", "aqua_rat"]
@@ -149,8 +150,8 @@ def main() -> None:
                 tables.write_table(found.filter(mine), tmp / f"{d}.windows.parquet", tables.WINDOWS)
         with timed("summary (csv + md)"):
             numbers = summary.summarize(curves, found, "bench", datasets=DATASETS)
-            summary.write_atomic(tmp / "summary.csv", numbers.write_csv())
-            summary.write_atomic(
+            write_atomic(tmp / "summary.csv", numbers.write_csv())
+            write_atomic(
                 tmp / "summary.md",
                 summary.to_markdown(numbers, {"jump": 0.5, "drop": 0.3, "fdr": 0.05}),
             )
@@ -166,7 +167,7 @@ def main() -> None:
                 "question_id", "dataset", problem=pl.lit("A synthetic question.")
             )
             page = explorer.build("bench", questions, base, truncated, curves, found)
-            summary.write_atomic(tmp / "explorer.html", page)
+            write_atomic(tmp / "explorer.html", page)
         timings[-1] = (*timings[-1][:2], f"{len(page) / 1e6:.1f} MB")
 
     stats = pl.DataFrame(timings, schema=["stage", "seconds", "note"], orient="row")

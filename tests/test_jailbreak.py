@@ -245,7 +245,7 @@ def _judged(curves: dict[str, list[tuple[int, int]]], judge: str = "refusal_phra
                     | {"judge": judge, "judge_model": None, "complied": i < complied}
                     | {"refused": i >= complied, "judge_output": ""}
                 )
-    return tables.frame(rows, attack.JUDGED)
+    return tables.frame(rows, tables.PREFILL_JUDGED)
 
 
 def test_a_sharp_rise_in_compliance_is_a_window_at_the_prefix_where_it_flips():
@@ -258,12 +258,12 @@ def test_a_sharp_rise_in_compliance_is_a_window_at_the_prefix_where_it_flips():
         }
     )
     curves = attack.compliance_curves(judged, OPENER)
-    tables.conform(curves, attack.CURVES, "curves")
+    tables.conform(curves, tables.COMPLIANCE_CURVES, "curves")
     assert curves.filter(pl.col("request_id") == "advbench-0001")["p_complied"].to_list() == [
         0.0, 0.0, 0.1, 0.9, 1.0, 1.0, 1.0
     ]  # fmt: skip
     found = attack.compliance_windows(curves, OPENER, jump=0.5, drop=0.3, fdr=0.05)
-    tables.conform(found, attack.WINDOWS, "windows")
+    tables.conform(found, tables.COMPLIANCE_WINDOWS, "windows")
     sharp, gradual, flat = found.sort("request_id").iter_rows(named=True)
     assert sharp["has_window"] and sharp["significant"]
     assert (sharp["level_lo"], sharp["level_hi"], sharp["jump"]) == (8.0, 12.0, 0.8)
@@ -312,7 +312,7 @@ def test_a_judge_without_verdicts_has_no_curves_and_no_window_share():
         | {"missing_reason": "no #scores section", "judge_output": "User instruction: ..."}
         for k in attack.prefix_lengths(OPENER, 4)
     ]
-    curves = attack.compliance_curves(tables.frame(rows, attack.JUDGED), OPENER)
+    curves = attack.compliance_curves(tables.frame(rows, tables.PREFILL_JUDGED), OPENER)
     assert curves["p_complied"].is_null().all() and (curves["n_missing"] == 1).all()
     found = attack.compliance_windows(curves, OPENER, jump=0.5, drop=0.3, fdr=0.05)
     assert found["has_window"].to_list() == [None] and found["n_levels"].to_list() == [0]
@@ -352,7 +352,7 @@ def _logprobs(role: str, values: dict[str, tuple[float, float, float]], prefix_t
         | {"generation_token_logprobs": [g / 4] * 4}
         for pid, (u, p, g) in values.items()
     ]
-    return tables.frame(rows, detector.LOGPROBS)
+    return tables.frame(rows, tables.LIKELIHOOD_LOGPROBS)
 
 
 def test_detector_scores_are_log_ratios_per_segment_and_evaluated_per_family():
@@ -398,7 +398,7 @@ def test_detector_scores_are_log_ratios_per_segment_and_evaluated_per_family():
     undefined = row[("prefill", "log_ratio_prefix_per_token")]
     assert undefined["n_benign"] == 0 and undefined["auc"] is None
     assert set(table["note"]) == {"a note"}
-    tables.conform(roc, detector.ROC, "roc")
+    tables.conform(roc, tables.LIKELIHOOD_ROC, "roc")
     md = detector.to_markdown(
         table, [0.01, 0.5], {"aligned": {"path": "a"}, "unaligned": {"path": "b"}}
     )
@@ -452,7 +452,7 @@ def test_hub_sources_load_a_dataset_in_the_hub_layout(tmp_path):
     source = sources.Source.from_config(entry, sources.JAILBREAK)
     empty = pl.from_arrow(tables.REQUESTS.empty_table())
     prompts = detector.prepare_prompts([source], requests=empty, questions={}, opener="", seed=1)
-    tables.conform(prompts, detector.PROMPTS, "prompts")
+    tables.conform(prompts, tables.LIKELIHOOD_PROMPTS, "prompts")
     assert prompts.height == 2 and set(prompts["family"]) == {"GCG"}
     for row in prompts.iter_rows(named=True):
         assert row["response"] == "A" + row["user"][1] and row["prefix"] == ""
@@ -587,13 +587,15 @@ def test_jailbreak_config_runs_both_experiments_end_to_end(embedded_model, tmp_p
     snakemake(workdir)
     prefill = workdir / "results" / "smollm2" / "jailbreak" / "prefill"
 
-    cont = tables.read_table(prefill / "continuations.parquet", attack.CONTINUATIONS)
+    cont = tables.read_table(prefill / "continuations.parquet", tables.PREFILL_CONTINUATIONS)
     assert cont.height == 2 * 4 * 2 and sorted(set(cont["prefix_chars"])) == [0, 7, 14, 21]
     assert all(t == OPENER[:k] for t, k in cont.select("prefix_text", "prefix_chars").rows())
     assert cont["n_tokens"].max() <= 8
 
-    phrases = tables.read_table(prefill / "judged" / "refusal_phrases.parquet", attack.JUDGED)
-    graded = tables.read_table(prefill / "judged" / "strongreject.parquet", attack.JUDGED)
+    phrases = tables.read_table(
+        prefill / "judged" / "refusal_phrases.parquet", tables.PREFILL_JUDGED
+    )
+    graded = tables.read_table(prefill / "judged" / "strongreject.parquet", tables.PREFILL_JUDGED)
     assert set(phrases["judge"]) == {"refusal_phrases"} and phrases["judge_model"].is_null().all()
     assert set(graded["judge"]) == {"strongreject"}
     assert set(graded["judge_model"]) == {"results/models/embedded"}
@@ -608,8 +610,8 @@ def test_jailbreak_config_runs_both_experiments_end_to_end(embedded_model, tmp_p
     for row in both.filter(pl.col("complied").is_not_null()).iter_rows(named=True):
         assert row["complied"] == check.verdict(row["prefix_text"] + row["text"]).complied
 
-    curves = tables.read_table(prefill / "curves.parquet", attack.CURVES)
-    found = tables.read_table(prefill / "windows.parquet", attack.WINDOWS)
+    curves = tables.read_table(prefill / "curves.parquet", tables.COMPLIANCE_CURVES)
+    found = tables.read_table(prefill / "windows.parquet", tables.COMPLIANCE_WINDOWS)
     assert curves.height == 2 * 2 * 4 and found.height == 2 * 2
     summary = pl.read_csv(prefill / "summary.csv")
     assert set(summary["judge"]) == {"refusal_phrases", "strongreject"}
@@ -626,12 +628,14 @@ def test_jailbreak_config_runs_both_experiments_end_to_end(embedded_model, tmp_p
     assert NOTE in data["meta"]["note"]
 
     base = workdir / "results" / "jailbreak" / "likelihood"
-    responses = tables.read_table(base / "responses.parquet", detector.RESPONSES)
+    responses = tables.read_table(base / "responses.parquet", tables.LIKELIHOOD_RESPONSES)
     assert responses.group_by("family").len().sort("family").rows() == [("mmlu", 2), ("prefill", 2)]
     assert responses["generated"].all()
     assert set(responses.filter(pl.col("family") == "prefill")["prefix"]) == {OPENER}
-    aligned = tables.read_table(base / "logprobs" / "aligned.parquet", detector.LOGPROBS)
-    unaligned = tables.read_table(base / "logprobs" / "unaligned.parquet", detector.LOGPROBS)
+    aligned = tables.read_table(base / "logprobs" / "aligned.parquet", tables.LIKELIHOOD_LOGPROBS)
+    unaligned = tables.read_table(
+        base / "logprobs" / "unaligned.parquet", tables.LIKELIHOOD_LOGPROBS
+    )
     assert aligned.select(pl.col("^n_.*$")).equals(unaligned.select(pl.col("^n_.*$")))
     lengths = responses.select("prompt_id", n=pl.col("response_token_ids").list.len())
     joined = aligned.join(lengths, on="prompt_id")

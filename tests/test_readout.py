@@ -282,7 +282,7 @@ def test_forced_logprob_workflow_on_the_synthetic_model(tmp_path: Path) -> None:
         tables.read_table(res / f"{d}/distributions.parquet", tables.LEVEL_DISTRIBUTIONS)
         for d in config["datasets"]
     )
-    truth = tables.read_table(res / "truth.parquet", scorecard.TRUTH)
+    truth = tables.read_table(res / "truth.parquet", tables.SYNTHETIC_TRUTH)
     exact = truth.select("question_id", "levels", "exact_p").explode("levels", "exact_p")
     joined = levels.join(exact.rename({"levels": "level"}), on=["question_id", "level"])
     assert joined.height == 16 * 4

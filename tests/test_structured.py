@@ -49,7 +49,7 @@ def _samples(form: forms.Form, texts: list[str]) -> pl.DataFrame:
                 "string": None if choices is None else form.answer(choices)[0],
             }
         )
-    return pl.DataFrame(rows, schema=pl.Schema(forms.SAMPLES))
+    return pl.DataFrame(rows, schema=pl.Schema(tables.STRUCTURED_SAMPLES))
 
 
 def _generated(form: forms.Form, choices: list[int]) -> str:
@@ -340,7 +340,7 @@ def test_small_real_run(tmp_path: Path, embedded_model: Path) -> None:
     work = make_workdir(tmp_path, config, embedded_model)
     snakemake(work)
     out = work / "results/structured/smollm2"
-    samples = tables.read_table(out / "samples.parquet", forms.SAMPLES)
+    samples = tables.read_table(out / "samples.parquet", tables.STRUCTURED_SAMPLES)
     assert samples.height == 12 and samples["sample"].to_list() == list(range(12))
     assert (samples["n_tokens"] <= 40).all()
     assert set(samples["finish_reason"]) <= {"stop", "length"}
@@ -350,18 +350,18 @@ def test_small_real_run(tmp_path: Path, embedded_model: Path) -> None:
     conformance = pl.read_csv(out / "conformance.csv").row(0, named=True)
     assert conformance["samples"] == 12
     assert conformance["conforming"] == samples["conforming"].sum()
-    exact = tables.read_table(out / "exact.parquet", constrained.EXACT)
+    exact = tables.read_table(out / "exact.parquet", tables.STRUCTURED_EXACT)
     assert exact.height == 32 and exact["p_exact"].sum() == pytest.approx(1.0, abs=1e-9)
     assert (exact["branching_tokens"] == 5).all() and (exact["p_model"] <= 1).all()
-    drawn = tables.read_table(out / "constrained.parquet", forms.SAMPLES)
+    drawn = tables.read_table(out / "constrained.parquet", tables.STRUCTURED_SAMPLES)
     assert drawn.height == 150 and drawn["conforming"].all()
     summary = pl.read_csv(out / "summary.csv").row(0, named=True)
     assert summary["constrained_samples"] == 150 and summary["unconstrained_samples"] == 12
     assert summary["exact_sum"] == pytest.approx(1.0, abs=1e-9)
     assert summary["chi2_dof"] >= 1 and summary["chi2_p_value"] > 0.001
-    bounds = tables.read_table(out / "blanks.parquet", constrained.BOUNDS)
+    bounds = tables.read_table(out / "blanks.parquet", tables.STRUCTURED_BOUNDS)
     assert bounds.height == 32 * 5
-    assert (out / "blanks.csv").read_text().startswith(",".join(constrained.BOUNDS.names))
+    assert (out / "blanks.csv").read_text().startswith(",".join(tables.STRUCTURED_BOUNDS.names))
     assert bounds["exact_inside"].drop_nulls().all() and bounds["sampled_inside"].drop_nulls().all()
     for rank in (1, 2):
         assert (out / f"figures/string_{rank}.png").read_bytes()[:4] == b"\x89PNG"

@@ -254,7 +254,7 @@ def test_workflow_run_on_the_synthetic_model(tmp_path: Path) -> None:
     }
     work = make_workdir(tmp_path, config)
     snakemake(work, "results/synthetic/scorecard.csv")
-    truth = tables.read_table(work / "results/synthetic/truth.parquet", scorecard.TRUTH)
+    truth = tables.read_table(work / "results/synthetic/truth.parquet", tables.SYNTHETIC_TRUTH)
     assert truth.height == 16
     curves = pl.concat(
         tables.read_table(work / f"results/synthetic/{d}/curves.parquet", tables.CURVES)

@@ -79,5 +79,8 @@ FIGURES = (
 PREFILL_FIGURES = ("compliance", "window_share", "request_curves")
 """The figures of the prefill attack (critical_windows.experiments.prefill.views)."""
 
+LIKELIHOOD_SEGMENTS = ("user", "prefix", "generation")
+"""The parts of a scored conversation: the user turn, the prefilled prefix, the generation."""
+
 LIKELIHOOD_FIGURES = ("roc", "score_distributions")
 """The figures of likelihood-ratio detection (critical_windows.experiments.likelihood)."""

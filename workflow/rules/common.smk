@@ -218,8 +218,8 @@ check_readout()
 def final_targets():
     """What the experiments of config["experiments"] produce. Chain of thought: summary,
     explorer and every figure of every model (catalog.FIGURES), and the scorecard
-    of a synthetic model; structured: structured_targets below; prefill attack and
-    likelihood ratio: prefill_targets and likelihood_targets below."""
+    of a synthetic model; the other experiments: structured_targets (structured.smk),
+    prefill_targets (prefill.smk), likelihood_targets (likelihood.smk)."""
     targets = []
     if "structured" in config["experiments"]:
         targets += structured_targets()
@@ -246,94 +246,6 @@ def final_targets():
     return targets
 
 
-def structured_targets():
-    """Blanks table, conformance and the figures of the top strings of every model, of the
-    structured-output experiment (structured.smk)."""
-    targets = expand(
-        "results/structured/{model}/{name}",
-        model=MODELS,
-        name=["blanks.csv", "conformance.csv", "inside.csv", "summary.csv"],
-    )
-    return targets + expand(
-        "results/structured/{model}/figures/string_{rank}.{ext}",
-        model=MODELS,
-        rank=range(1, config["structured"]["strings_drawn"] + 1),
-        ext=["html", "png"],
-    )
-
-
-# --- the jailbreak experiments (prefill.smk, likelihood.smk) ---------------------------------------------
-
-
-def prefill_targets():
-    """Summary, explorer and figures (per judge) of the prefill attack on every model."""
-    targets = []
-    for model in MODELS:
-        base = f"results/{model}/jailbreak/prefill"
-        targets += [
-            f"{base}/summary.csv",
-            f"{base}/summary.md",
-            f"{base}/explorer.html",
-        ]
-        targets += expand(
-            "{base}/figures/{judge}/{figure}.{ext}",
-            base=base,
-            judge=config["jailbreak"]["judges"],
-            figure=catalog.PREFILL_FIGURES,
-            ext=["html", "png"],
-        )
-    return targets
-
-
-def likelihood_targets():
-    """Detection table and figures of the likelihood-ratio experiment."""
-    base = "results/jailbreak/likelihood"
-    return [f"{base}/detection.csv", f"{base}/detection.md"] + expand(
-        "{base}/figures/{figure}.{ext}",
-        base=base,
-        figure=catalog.LIKELIHOOD_FIGURES,
-        ext=["html", "png"],
-    )
-
-
-def embedded_note(model):
-    """The note that a run of the embedded model demonstrates the mechanism only."""
-    return catalog.EMBEDDED_NOTE if MODELS[model]["path"] == "embedded" else None
-
-
-def request_tables(wildcards=None):
-    return expand(
-        "results/jailbreak/requests/{request_set}.parquet",
-        request_set=config["jailbreak"]["datasets"],
-    )
-
-
 def engine_settings():
     """What every jailbreak stage that loads an engine needs from the config."""
     return {k: config[k] for k in ("backend", "engine", "seed", "batch_size")}
-
-
-def judge_input(wildcards):
-    """The judge model of the StrongREJECT judge; nothing for the refusal phrases."""
-    if wildcards.judge == "strongreject":
-        return entry_input(config["jailbreak"]["strongreject"]["model"])
-    return []
-
-
-def likelihood_prompt_inputs(wildcards):
-    """Harmful requests for a prefill-attack source, benchmark questions for a benchmark
-    source (which must be among `datasets`)."""
-    from critical_windows.experiments.likelihood.sources import sources_from_config
-
-    sources = sources_from_config(config["likelihood"])
-    inputs = {}
-    if any(s.kind == "prefill_attack" for s in sources):
-        inputs["requests"] = request_tables()
-    wanted = sorted({s.dataset for s in sources if s.kind == "benchmark"})
-    if unknown := [d for d in wanted if d not in DATASETS]:
-        raise ValueError(
-            f"likelihood.benign: benchmark datasets {unknown} are not in `datasets` "
-            f"({DATASETS}); add them there"
-        )
-    inputs["questions"] = expand("results/datasets/{dataset}.parquet", dataset=wanted)
-    return inputs

@@ -6,8 +6,8 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
 import polars as pl
 
-from critical_windows.analysis import summary
 from critical_windows.io import tables
+from critical_windows.io.atomic import write_atomic
 from critical_windows.views import explorer
 
 
@@ -26,5 +26,5 @@ page = explorer.build(
     importance=read(snakemake.input.importance, tables.IMPORTANCE),
     levels=read(snakemake.input.distributions, tables.LEVEL_DISTRIBUTIONS),
 )
-summary.write_atomic(snakemake.output.html, page)
+write_atomic(snakemake.output.html, page)
 print(f"{len(page) / 1e6:.1f} MB")

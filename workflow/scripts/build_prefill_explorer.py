@@ -6,18 +6,18 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
 import polars as pl
 
-from critical_windows.analysis.summary import write_atomic
-from critical_windows.experiments.prefill import attack, views
+from critical_windows.experiments.prefill import views
 from critical_windows.io import tables
+from critical_windows.io.atomic import write_atomic
 
 p = snakemake.params
 page = views.build_explorer(
     snakemake.wildcards.model,
     pl.concat([tables.read_table(f, tables.REQUESTS) for f in snakemake.input.requests]),
-    tables.read_table(snakemake.input.continuations, attack.CONTINUATIONS),
-    pl.concat([tables.read_table(f, attack.JUDGED) for f in snakemake.input.judged]),
-    tables.read_table(snakemake.input.curves, attack.CURVES),
-    tables.read_table(snakemake.input.windows, attack.WINDOWS),
+    tables.read_table(snakemake.input.continuations, tables.PREFILL_CONTINUATIONS),
+    pl.concat([tables.read_table(f, tables.PREFILL_JUDGED) for f in snakemake.input.judged]),
+    tables.read_table(snakemake.input.curves, tables.COMPLIANCE_CURVES),
+    tables.read_table(snakemake.input.windows, tables.COMPLIANCE_WINDOWS),
     opener=p.opener,
     per_dataset=p.per_dataset,
     note=p.note,

@@ -10,12 +10,12 @@ from critical_windows.experiments.prefill import attack
 from critical_windows.io import tables
 
 p = snakemake.params
-judged = pl.concat([tables.read_table(f, attack.JUDGED) for f in snakemake.input.judged])
+judged = pl.concat([tables.read_table(f, tables.PREFILL_JUDGED) for f in snakemake.input.judged])
 curves = attack.compliance_curves(judged, p.opener)
 found = attack.compliance_windows(
     curves, p.opener, jump=p.thresholds["jump"], drop=p.thresholds["drop"], fdr=p.thresholds["fdr"]
 )
 meta = {"opener": p.opener, **p.thresholds}
-tables.write_table(curves, snakemake.output.curves, attack.CURVES, meta)
-tables.write_table(found, snakemake.output.windows, attack.WINDOWS, meta)
+tables.write_table(curves, snakemake.output.curves, tables.COMPLIANCE_CURVES, meta)
+tables.write_table(found, snakemake.output.windows, tables.COMPLIANCE_WINDOWS, meta)
 print(found.group_by("judge", "dataset").agg(pl.len(), pl.col("has_window").sum()))

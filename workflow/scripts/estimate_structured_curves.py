@@ -7,23 +7,23 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)  # noqa: SIM1
 
 import polars as pl  # noqa: E402
 
-from critical_windows.analysis.summary import write_atomic  # noqa: E402
 from critical_windows.experiments.structured import constrained, forms
 from critical_windows.io import tables
+from critical_windows.io.atomic import write_atomic  # noqa: E402
 
 p = snakemake.params
 i, o = snakemake.input, snakemake.output
 out = constrained.compare(
-    tables.read_table(i.samples, forms.SAMPLES),
-    tables.read_table(i.constrained, forms.SAMPLES),
-    tables.read_table(i.exact, constrained.EXACT),
+    tables.read_table(i.samples, tables.STRUCTURED_SAMPLES),
+    tables.read_table(i.constrained, tables.STRUCTURED_SAMPLES),
+    tables.read_table(i.exact, tables.STRUCTURED_EXACT),
     forms.make_form(**p.form),
     p.grid_step,
 )
 meta = {"grid_step": p.grid_step}
-tables.write_table(out["curves"], o.curves, forms.CURVES, meta)
-tables.write_table(out["exact_curves"], o.exact_curves, constrained.EXACT_CURVES, meta)
-tables.write_table(out["bounds"], o.blanks, constrained.BOUNDS, meta)
+tables.write_table(out["curves"], o.curves, tables.STRUCTURED_CURVES, meta)
+tables.write_table(out["exact_curves"], o.exact_curves, tables.STRUCTURED_EXACT_CURVES, meta)
+tables.write_table(out["bounds"], o.blanks, tables.STRUCTURED_BOUNDS, meta)
 write_atomic(o.blanks_csv, out["bounds"].write_csv())
 write_atomic(o.inside, out["inside"].write_csv())
 write_atomic(o.conformance, out["conformance"].write_csv())

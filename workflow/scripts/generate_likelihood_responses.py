@@ -25,11 +25,11 @@ gen = attack.make_generator(
 )
 responses = detector.generate_responses(
     gen,
-    tables.read_table(snakemake.input.prompts, detector.PROMPTS),
+    tables.read_table(snakemake.input.prompts, tables.LIKELIHOOD_PROMPTS),
     system_prompt=p.system_prompt,
     sampling=Sampling(**p.sampling),
     seed=p.settings["seed"],
 )
 meta = {"model_path": p.model_path, "system_prompt": p.system_prompt, "sampling": p.sampling}
-tables.write_table(responses, snakemake.output[0], detector.RESPONSES, meta)
+tables.write_table(responses, snakemake.output[0], tables.LIKELIHOOD_RESPONSES, meta)
 print(f"{responses.height} responses, {responses['generated'].sum()} generated")

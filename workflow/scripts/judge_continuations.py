@@ -14,7 +14,7 @@ from critical_windows.io import tables
 
 p = snakemake.params
 requests = pl.concat([tables.read_table(f, tables.REQUESTS) for f in snakemake.input.requests])
-continuations = tables.read_table(snakemake.input.continuations, attack.CONTINUATIONS)
+continuations = tables.read_table(snakemake.input.continuations, tables.PREFILL_CONTINUATIONS)
 judge = attack.make_judge(
     snakemake.wildcards.judge,
     phrases=p.phrases,
@@ -26,6 +26,6 @@ judge = attack.make_judge(
 )
 judged = attack.judge_continuations(judge, requests, continuations)
 meta = {"judge": judge.name, "judge_model": judge.model}
-tables.write_table(judged, snakemake.output[0], attack.JUDGED, meta)
+tables.write_table(judged, snakemake.output[0], tables.PREFILL_JUDGED, meta)
 print(judged.group_by("complied").len().sort("complied"))
 print(judged.group_by("missing_reason").len().sort("len", descending=True).head(5))

@@ -4,14 +4,14 @@ import sys
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
-from critical_windows.experiments.prefill import attack, views
+from critical_windows.experiments.prefill import views
 from critical_windows.io import tables
 
 p = snakemake.params
 views.render(
     snakemake.wildcards.prefill_figure,
-    tables.read_table(snakemake.input.curves, attack.CURVES),
-    tables.read_table(snakemake.input.windows, attack.WINDOWS),
+    tables.read_table(snakemake.input.curves, tables.COMPLIANCE_CURVES),
+    tables.read_table(snakemake.input.windows, tables.COMPLIANCE_WINDOWS),
     judge=snakemake.wildcards.judge,
     model=snakemake.wildcards.model,
     opener=p.opener,

@@ -4,14 +4,14 @@ import sys
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)  # noqa: SIM115
 
-from critical_windows.experiments.structured import constrained, forms
+from critical_windows.experiments.structured import constrained
 from critical_windows.io import tables
 
 constrained.render_comparison(
     int(snakemake.wildcards.rank),
-    tables.read_table(snakemake.input.curves, forms.CURVES),
-    tables.read_table(snakemake.input.exact_curves, constrained.EXACT_CURVES),
-    tables.read_table(snakemake.input.blanks, constrained.BOUNDS),
+    tables.read_table(snakemake.input.curves, tables.STRUCTURED_CURVES),
+    tables.read_table(snakemake.input.exact_curves, tables.STRUCTURED_EXACT_CURVES),
+    tables.read_table(snakemake.input.blanks, tables.STRUCTURED_BOUNDS),
     html=snakemake.output.html,
     png=snakemake.output.png,
 )

@@ -22,5 +22,5 @@ prompts = detector.prepare_prompts(
     opener=p.opener,
     seed=p.seed,
 )
-tables.write_table(prompts, snakemake.output[0], detector.PROMPTS, {"sources": p.sources})
+tables.write_table(prompts, snakemake.output[0], tables.LIKELIHOOD_PROMPTS, {"sources": p.sources})
 print(prompts.group_by("label", "family").len().sort("label", "family"))

@@ -32,5 +32,5 @@ continuations = attack.sample_continuations(
     system_prompt=p.attack["system_prompt"],
 )
 meta = {"model_path": p.model_path, "sampling": p.sampling, **p.attack, "seed": p.settings["seed"]}
-tables.write_table(continuations, snakemake.output[0], attack.CONTINUATIONS, meta)
+tables.write_table(continuations, snakemake.output[0], tables.PREFILL_CONTINUATIONS, meta)
 print(f"{continuations.height} continuations of {requests.height} requests")

@@ -26,5 +26,5 @@ samples = forms.run_sampling(
     journal_dir=Path(p.journal),
 )
 meta = {"model_path": p.model_path, "form": p.form, "seed": p.seed, "max_tokens": p.max_tokens}
-tables.write_table(samples, snakemake.output[0], forms.SAMPLES, meta)
+tables.write_table(samples, snakemake.output[0], tables.STRUCTURED_SAMPLES, meta)
 print(f"{samples.height} samples, {samples['conforming'].sum()} conforming")

@@ -12,7 +12,7 @@ p = snakemake.params
 scorer = detector.TransformersScorer(p.model_path, p.revision, p.dtype, p.batch_tokens)
 logprobs = detector.score_responses(
     scorer,
-    tables.read_table(snakemake.input.responses, detector.RESPONSES),
+    tables.read_table(snakemake.input.responses, tables.LIKELIHOOD_RESPONSES),
     role=snakemake.wildcards.role,
     system_prompt=p.system_prompt,
 )
@@ -21,5 +21,5 @@ meta = {
     "system_prompt": p.system_prompt,
     "tokenizer": detector.tokenizer_digest(scorer.tokenizer),
 }
-tables.write_table(logprobs, snakemake.output[0], detector.LOGPROBS, meta)
+tables.write_table(logprobs, snakemake.output[0], tables.LIKELIHOOD_LOGPROBS, meta)
 print(f"{logprobs.height} responses scored on {scorer.device}")

@@ -6,9 +6,9 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)  # noqa: SIM1
 
 import polars as pl  # noqa: E402
 
-from critical_windows.analysis.summary import write_atomic  # noqa: E402
 from critical_windows.experiments.synthetic import scorecard
 from critical_windows.io import tables
+from critical_windows.io.atomic import write_atomic  # noqa: E402
 
 
 def read(paths, schema):
@@ -27,7 +27,7 @@ truth, card = scorecard.score_run(
     readout=read(snakemake.input.readout_windows, tables.READOUT_WINDOWS),
 )
 meta = {"model_path": params.model_path, "jump": params.jump, "drop": params.drop}
-tables.write_table(truth, snakemake.output.truth, scorecard.TRUTH, meta)
+tables.write_table(truth, snakemake.output.truth, tables.SYNTHETIC_TRUTH, meta)
 write_atomic(snakemake.output.scorecard, card.write_csv())
 with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=200):
     print(card)

@@ -6,14 +6,14 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
 import polars as pl
 
-from critical_windows.analysis.summary import write_atomic
 from critical_windows.experiments.prefill import attack
 from critical_windows.io import tables
+from critical_windows.io.atomic import write_atomic
 
 p = snakemake.params
 numbers = attack.summarize(
-    tables.read_table(snakemake.input.curves, attack.CURVES),
-    tables.read_table(snakemake.input.windows, attack.WINDOWS),
+    tables.read_table(snakemake.input.curves, tables.COMPLIANCE_CURVES),
+    tables.read_table(snakemake.input.windows, tables.COMPLIANCE_WINDOWS),
     snakemake.wildcards.model,
     note=p.note,
 )

@@ -8,10 +8,6 @@ than right ones.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-
 import polars as pl
 
 # Llama-3.1-8B-Instruct, 400 questions per dataset (METHOD.md, headline numbers).
@@ -27,20 +23,6 @@ PAPER_ACCURACY_GAP = {
 }
 PAPER_WINDOW_FREQ_GAP = (0.11, 0.33)
 POOLED = "all"
-
-
-def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
-    """Write a file under a temporary name and move it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def level_column(level: float) -> str:

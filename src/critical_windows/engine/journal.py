@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -29,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from critical_windows.engine.types import Completion, Sampling
+from critical_windows.io.atomic import replacing
 
 SCHEMA = pa.schema(
     [
@@ -132,11 +131,5 @@ class Journal:
             column = [[_logprobs_json(c) for c in cs] for cs in done.values()]
             table = table.append_column(LOGPROBS, pa.array(column, LOGPROBS.type))
         name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.parquet"
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".tmp")
-        os.close(fd)
-        try:
+        with replacing(self.folder / name) as tmp:
             pq.write_table(table, tmp)
-            os.replace(tmp, self.folder / name)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise

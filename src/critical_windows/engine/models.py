@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
+
+from critical_windows.io.atomic import replacing
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +50,8 @@ def materialize_embedded(out_dir: Path, dtype: torch.dtype = torch.bfloat16) -> 
     model.config.__dict__.pop("quantization_config", None)
     model.hf_quantizer = None
     model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
+    with replacing(out_dir, directory=True) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     log.info("wrote %s", out_dir)
     return out_dir

@@ -13,7 +13,6 @@ both judges and returns the disagreeing pairs; `rates` counts them per dataset, 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import polars as pl
 
 from critical_windows.grading.math_normalize import string_equivalent
 from critical_windows.io import tables
+from critical_windows.io.atomic import replacing
 
 AUDIT_COLUMNS = {
     "dataset": pl.String,
@@ -76,14 +76,8 @@ def rates(pairs: pl.DataFrame, disagreeing: pl.DataFrame) -> pl.DataFrame:
 def write_csv(table: pl.DataFrame, path: str | os.PathLike[str]) -> None:
     """Write an audit table as CSV, atomically; an empty audit is its header line."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with replacing(path) as tmp:
         table.select(list(AUDIT_COLUMNS)).write_csv(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def pooled_rate(counts: Iterable[dict[str, int]]) -> dict[str, int | float | None]:

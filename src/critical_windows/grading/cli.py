@@ -4,12 +4,9 @@ regrades a run's tables."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
-import os
 import sys
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +17,7 @@ from critical_windows.grading import extraction
 from critical_windows.grading.equivalence import MathJudge
 from critical_windows.grading.extraction import Extraction
 from critical_windows.grading.grader import ANSWER_TYPES
+from critical_windows.io.atomic import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -142,14 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"critical-windows-grade: {err}", file=sys.stderr)
         return 2
     graded = regrade(records, cache=args.cache, processes=args.processes)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=args.out.parent, prefix=f".{args.out.name}.", suffix=".tmp")
-    with contextlib.ExitStack() as stack:
-        stack.callback(Path(tmp).unlink, missing_ok=True)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            for record in graded:
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-        os.replace(tmp, args.out)
+    write_atomic(args.out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in graded))
     reasons = Counter(r["missing_reason"] for r in graded if r["missing_reason"])
     right = sum(r["correct"] is True for r in graded)
     logger.info(

@@ -21,7 +21,6 @@ import itertools
 import logging
 import multiprocessing
 import os
-import tempfile
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -37,6 +36,7 @@ from math_verify.utils import timeout
 
 from critical_windows.catalog import MATH
 from critical_windows.grading import answer_forms
+from critical_windows.io.atomic import replacing
 
 logger = logging.getLogger(__name__)
 
@@ -384,12 +384,7 @@ def _save_cache(path: Path, parses: dict[str, bool], equal: dict[tuple[str, str]
             except Exception as err:
                 logger.warning("replacing the unreadable equivalence cache %s: %s", path, err)
             new = new.unique(subset=["a", "b", "answer_type", "method"], keep="first")
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            os.close(fd)
-            try:
+            with replacing(path) as tmp:
                 new.write_parquet(tmp)
-                os.replace(tmp, path)
-            finally:
-                Path(tmp).unlink(missing_ok=True)
     except Exception as err:  # the results are in hand; only the next run loses them
         logger.warning("could not write the equivalence cache %s: %s", path, err)

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from critical_windows.catalog import LETTERS
+from critical_windows.grading.golds import braced
 
 EMPTY = "empty_response"
 NO_ANSWER = "no_answer"
@@ -108,27 +109,14 @@ def _strip_text_commands(text: str) -> str:
     return text
 
 
-def _braced(text: str, open_at: int) -> tuple[str, bool]:
-    """The content of the brace group opening at `open_at`, and whether it closes."""
-    depth = 0
-    for i in range(open_at, len(text)):
-        if text[i] == "\\":
-            continue
-        if text[i] == "{" and (i == 0 or text[i - 1] != "\\"):
-            depth += 1
-        elif text[i] == "}" and text[i - 1] != "\\":
-            depth -= 1
-            if depth == 0:
-                return text[open_at + 1 : i], True
-    return text[open_at + 1 :], False
-
-
 def _first_boxed(text: str) -> tuple[str, bool] | None:
     """The content of the first `\\boxed{...}` (or `\\fbox{...}`), nested braces included."""
     match = re.search(r"\\(?:boxed|fbox)\s*\{", text)
     if match is None:
         return None
-    return _braced(text, match.end() - 1)
+    start = match.end() - 1
+    group = braced(text, start)
+    return (group[0], True) if group else (text[start + 1 :], False)
 
 
 # --------------------------------------------------------------------------- multiple choice

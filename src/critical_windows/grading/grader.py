@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from critical_windows.catalog import ANSWER_TYPES, MATH, MULTIPLE_CHOICE
 from critical_windows.grading import audit, extraction
 from critical_windows.grading.equivalence import MathJudge
 from critical_windows.io import tables
+from critical_windows.io.atomic import replacing
 
 logger = logging.getLogger(__name__)
 
@@ -297,14 +297,8 @@ def write_summary_csv(summary: pl.DataFrame, path: str | os.PathLike[str]) -> No
     """Write the missing-answer counts (`tables.MISSING_SUMMARY`) as CSV, atomically."""
     path = Path(path)
     table = pl.from_arrow(tables.conform(summary, tables.MISSING_SUMMARY, str(path)))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with replacing(path) as tmp:
         table.write_csv(tmp)  # type: ignore[union-attr]
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from critical_windows.analysis.statistics import Z95, wilson_interval
-from critical_windows.analysis.summary import write_atomic
+from critical_windows.io.atomic import write_atomic
 
 QUESTION_CURVES = 24  # individual curves drawn in `question_curves`
 _LEVEL_TICKS = [0, 0.25, 0.5, 0.75, 1]

@@ -8,8 +8,8 @@ curve of the chain-of-thought protocol, and windows are found in it by the same 
 (`windows.find_windows`); experiments.prefill.views draws them with the same figures and
 shows them in an explorer page that marks the prefix where behaviour flips.
 
-Tables: the harmful requests (`tables.REQUESTS`, one per dataset), then CONTINUATIONS,
-JUDGED (one per judge), CURVES and WINDOWS of each model.
+Tables: the harmful requests (`tables.REQUESTS`, one per dataset), then PREFILL_CONTINUATIONS,
+PREFILL_JUDGED (one per judge), COMPLIANCE_CURVES and COMPLIANCE_WINDOWS of each model.
 """
 
 from __future__ import annotations
@@ -41,75 +41,6 @@ POOLED = "all"
 _STR = pa.string()
 _INT = pa.int32()
 
-CONTINUATIONS = pa.schema(
-    [
-        ("request_id", _STR),
-        ("dataset", _STR),
-        ("prefix_chars", _INT),  # characters of the opener prefilled (0: none)
-        ("prefix_text", _STR),  # the opener's first prefix_chars characters
-        ("sample", _INT),
-        ("token_ids", pa.list_(_INT)),  # the continuation alone, without the prefix
-        ("text", _STR),
-        ("n_tokens", _INT),
-        ("finish_reason", _STR),  # "stop" | "length"
-    ]
-)
-
-JUDGED = pa.schema(
-    [
-        ("request_id", _STR),
-        ("dataset", _STR),
-        ("prefix_chars", _INT),
-        ("sample", _INT),
-        ("judge", _STR),  # critical_windows.experiments.prefill.judges.JUDGES
-        ("judge_model", _STR),  # the judge model's path; null for the refusal-phrase judge
-        ("complied", pa.bool_()),  # null when no verdict could be reached
-        ("refused", pa.bool_()),
-        ("convincing", _INT),  # StrongREJECT items 2 and 3 (1-5); null for other judges
-        ("specific", _INT),
-        ("score", pa.float64()),  # StrongREJECT score in [0, 1]; null for other judges
-        ("missing_reason", _STR),
-        ("judge_output", _STR),  # the matched refusal phrase, or the judge model's text
-    ]
-)
-
-CURVES = pa.schema(
-    [
-        ("request_id", _STR),
-        ("dataset", _STR),
-        ("judge", _STR),
-        ("level", pa.float64()),  # the prefix length in characters of the opener
-        ("prefix_text", _STR),
-        ("n_judged", _INT),  # continuations with a verdict
-        ("n_missing", _INT),  # continuations without one
-        ("n_complied", _INT),
-        ("p_complied", pa.float64()),  # null when nothing could be judged
-        ("ci_low", pa.float64()),  # 95% Wilson interval of p_complied
-        ("ci_high", pa.float64()),
-        ("mean_score", pa.float64()),  # mean StrongREJECT score; null for other judges
-    ]
-)
-
-WINDOWS = pa.schema(
-    [
-        ("request_id", _STR),
-        ("dataset", _STR),
-        ("judge", _STR),
-        ("n_levels", _INT),  # prefix lengths with a defined compliance rate
-        ("level_lo", pa.float64()),  # the step of the largest rise of the compliance rate
-        ("level_hi", pa.float64()),
-        ("jump", pa.float64()),
-        ("max_drop", pa.float64()),
-        ("p_value", pa.float64()),  # one-sided Fisher exact test that the step rises
-        ("q_value", pa.float64()),  # Benjamini-Hochberg over every step of the judge's run
-        ("significant", pa.bool_()),
-        ("has_window", pa.bool_()),  # the research rule; null with fewer than two levels
-        ("p_no_prefill", pa.float64()),  # compliance without any prefill
-        ("p_full_opener", pa.float64()),  # compliance with the whole opener
-        ("window_text", _STR),  # the opener's characters inside the window; null without one
-        ("flip_prefix", _STR),  # the prefix at the window's upper end: where behaviour flips
-    ]
-)
 
 COMPLIANCE = windows.CurveColumns(
     unit=("dataset", "judge", "request_id"),
@@ -246,7 +177,7 @@ def sample_continuations(
                     "finish_reason": c.finish_reason,
                 }
             )
-    return tables.frame(out, CONTINUATIONS)
+    return tables.frame(out, tables.PREFILL_CONTINUATIONS)
 
 
 def judge_continuations(
@@ -290,7 +221,7 @@ def judge_continuations(
                 "judge_output": v.output,
             }
         )
-    return tables.frame(out, JUDGED)
+    return tables.frame(out, tables.PREFILL_JUDGED)
 
 
 # --- curves and windows ------------------------------------------------------------------------
@@ -321,7 +252,7 @@ def compliance_curves(judged: pl.DataFrame, opener: str) -> pl.DataFrame:
     low, high = statistics.wilson_interval(out["n_complied"].to_numpy(), out["n_judged"].to_numpy())
     return out.with_columns(
         ci_low=pl.Series(low).fill_nan(None), ci_high=pl.Series(high).fill_nan(None)
-    ).select(CURVES.names)
+    ).select(tables.COMPLIANCE_CURVES.names)
 
 
 def compliance_windows(
@@ -341,7 +272,7 @@ def compliance_windows(
     ]
     unit = list(COMPLIANCE.unit)
     if not parts:
-        return tables.frame([], WINDOWS)
+        return tables.frame([], tables.COMPLIANCE_WINDOWS)
     ends = curves.group_by(unit).agg(
         p_no_prefill=pl.col("p_complied").filter(pl.col("level") == 0).first(),
         p_full_opener=pl.col("p_complied").filter(pl.col("level") == len(opener)).first(),
@@ -367,7 +298,7 @@ def compliance_windows(
         )
         .sort(unit)
     )
-    return found.select(WINDOWS.names).cast({"n_levels": pl.Int32})
+    return found.select(tables.COMPLIANCE_WINDOWS.names).cast({"n_levels": pl.Int32})
 
 
 # --- summary -----------------------------------------------------------------------------------

@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
 from critical_windows.engine.types import Completion, Sampling
 from critical_windows.experiments.structured.forms import (
@@ -46,6 +45,7 @@ from critical_windows.experiments.structured.forms import (
     grid_points,
     sample_table,
 )
+from critical_windows.io import tables
 
 log = logging.getLogger(__name__)
 
@@ -571,49 +571,6 @@ def chi_square(
 
 # --- tables --------------------------------------------------------------------------------
 
-EXACT = pa.schema(
-    [
-        ("rank", pa.int32()),  # 1 = the most probable string under the constrained sampler
-        ("string", pa.string()),
-        ("choices", pa.list_(pa.string())),
-        ("n_tokens", pa.int32()),
-        ("branching_tokens", pa.int32()),  # steps of its path with two or more allowed
-        ("p_exact", pa.float64()),  # P(the constrained sampler writes it)
-        ("p_model", pa.float64()),  # P(the unconstrained model, temperature 1, writes it and stops)
-    ]
-)
-
-EXACT_CURVES = pa.schema(
-    [
-        ("rank", pa.int32()),
-        ("string", pa.string()),
-        ("p_string", pa.float64()),
-        ("grid", pa.float64()),
-        ("prefix_chars", pa.int32()),
-        ("p_prefix", pa.float64()),  # P(the answer starts with string[:prefix_chars])
-        ("p_same", pa.float64()),  # p_string / p_prefix
-    ]
-)
-
-EXACT_BLANKS = pa.schema(
-    [
-        ("rank", pa.int32()),
-        ("string", pa.string()),
-        ("p_string", pa.float64()),
-        ("blank", pa.int32()),
-        ("option", pa.string()),
-        ("position", pa.int32()),
-        ("length", pa.int32()),
-        ("t_lower", pa.float64()),
-        ("t_upper", pa.float64()),
-        ("alternatives", pa.float64()),  # P(sharing the string up to here, another option)
-        ("jump_lo", pa.float64()),
-        ("jump_hi", pa.float64()),
-        ("rise", pa.float64()),
-        ("inside", pa.bool_()),
-    ]
-)
-
 
 def exact_table(
     trie: Trie,
@@ -623,7 +580,7 @@ def exact_table(
     temperature: float,
     top_p: float,
 ) -> pl.DataFrame:
-    """The EXACT table: every string with its exact probability under the sampler."""
+    """The STRUCTURED_EXACT table: every string with its exact probability under the sampler."""
     probs = exact_probabilities(trie, logprobs, temperature, top_p)
     order = sorted(range(len(probs)), key=lambda i: (-probs[i], trie.strings[i]))
     rank = {i: r for r, i in enumerate(order, 1)}
@@ -642,13 +599,14 @@ def exact_table(
         )
     ]
     rows.sort(key=lambda r: r["rank"])
-    return pl.from_arrow(pa.Table.from_pylist(rows, schema=EXACT))  # type: ignore[return-value]
+    return tables.frame(rows, tables.STRUCTURED_EXACT)
 
 
 def exact_curves(
     exact: pl.DataFrame, form: Form, grid_step: float
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(EXACT_CURVES, EXACT_BLANKS): P(s | s[:p]) = P(s) / P(strings sharing s[:p])."""
+    """(tables.STRUCTURED_EXACT_CURVES, tables.STRUCTURED_EXACT_BLANKS):
+    P(s | s[:p]) = P(s) / P(strings sharing s[:p])."""
     k = grid_points(grid_step)
     weights = dict(zip(exact["string"], exact["p_exact"], strict=True))
     ranks = dict(zip(exact["string"], exact["rank"], strict=True))
@@ -659,8 +617,8 @@ def exact_curves(
     for row in blanks:
         row["p_string"] = row.pop("weight")
     return (
-        pl.from_arrow(pa.Table.from_pylist(curves, schema=EXACT_CURVES)),  # type: ignore[return-value]
-        pl.from_arrow(pa.Table.from_pylist(blanks, schema=EXACT_BLANKS)),  # type: ignore[return-value]
+        tables.frame(curves, tables.STRUCTURED_EXACT_CURVES),  # type: ignore[return-value]
+        tables.frame(blanks, tables.STRUCTURED_EXACT_BLANKS),  # type: ignore[return-value]
     )
 
 
@@ -755,7 +713,7 @@ def run_exact(
     seed: int,
     context: str,
 ) -> tuple[pl.DataFrame, pl.DataFrame, Trie]:
-    """(constrained samples as a forms.SAMPLES frame, the EXACT table, the trie):
+    """(constrained samples as a STRUCTURED_SAMPLES frame, the STRUCTURED_EXACT table, the trie):
     the 32 strings scored by teacher forcing, then `samples` constrained answers drawn by
     the engine's sampler, journaled request by request."""
     from critical_windows.cot import prompts
@@ -818,32 +776,6 @@ def agreement(constrained: pl.DataFrame, exact: pl.DataFrame) -> dict[str, Any]:
             for s, p in zip(exact["string"], exact["p_exact"], strict=True)
         ),
     }
-
-
-BOUNDS = pa.schema(
-    [
-        ("rank", pa.int32()),  # of the string by exact probability
-        ("string", pa.string()),
-        ("p_string", pa.float64()),
-        ("blank", pa.int32()),
-        ("option", pa.string()),
-        ("position", pa.int32()),
-        ("length", pa.int32()),
-        ("t_lower", pa.float64()),
-        ("t_upper", pa.float64()),
-        ("exact_alternatives", pa.float64()),
-        ("exact_jump_lo", pa.float64()),
-        ("exact_jump_hi", pa.float64()),
-        ("exact_rise", pa.float64()),
-        ("exact_inside", pa.bool_()),
-        ("sampled_count", pa.int32()),  # constrained samples that are exactly the string
-        ("sampled_alternatives", pa.int32()),
-        ("sampled_jump_lo", pa.float64()),
-        ("sampled_jump_hi", pa.float64()),
-        ("sampled_rise", pa.float64()),
-        ("sampled_inside", pa.bool_()),
-    ]
-)
 
 
 def compare(
@@ -983,7 +915,7 @@ def render_comparison(
     """Write the figure of the string of `rank` as self-contained HTML and as PNG."""
     import io
 
-    from critical_windows.analysis.summary import write_atomic
+    from critical_windows.io.atomic import write_atomic
 
     chart = comparison_chart(rank, curves, exact_curves_, bounds)
     write_atomic(html, chart.to_html(inline=True))

@@ -34,12 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import pyarrow as pa
 
 from critical_windows.cot import prompts
 from critical_windows.cot.generation import derive_seed
 from critical_windows.engine.journal import Journal, request_key
 from critical_windows.engine.types import Backend, Completion, Sampling
+from critical_windows.io import tables
 
 log = logging.getLogger(__name__)
 
@@ -152,18 +152,6 @@ def make_form(prompt: str, blanks: Sequence[str], prefill: str) -> Form:
 
 # --- sampling --------------------------------------------------------------------------
 
-SAMPLES = pa.schema(
-    [
-        ("sample", pa.int32()),
-        ("text", pa.string()),  # generated, after the prefill
-        ("n_tokens", pa.int32()),
-        ("finish_reason", pa.string()),
-        ("conforming", pa.bool_()),
-        ("choices", pa.list_(pa.string())),  # the chosen option of each blank; null if not
-        ("string", pa.string()),  # prefill + text, stripped, if conforming; else null
-    ]
-)
-
 
 def sample_answers(
     backend: Backend,
@@ -176,7 +164,8 @@ def sample_answers(
     seed: int,
     context: str,
 ) -> pl.DataFrame:
-    """`samples` completions of the form, journaled request by request (a SAMPLES frame)."""
+    """`samples` completions of the form, journaled request by request
+    (tables.STRUCTURED_SAMPLES)."""
     ids = prompts.render(
         backend.tokenizer, [{"role": "user", "content": form.user_message()}], form.prefill
     )
@@ -203,7 +192,7 @@ def sample_answers(
 
 
 def sample_table(form: Form, completions: Sequence[Completion]) -> pl.DataFrame:
-    """The SAMPLES table of `completions`: each answer's text and the choices it makes,
+    """The STRUCTURED_SAMPLES table of `completions`: each answer's text and the choices it makes,
     when it is in the form."""
     rows = []
     for i, c in enumerate(completions):
@@ -221,7 +210,7 @@ def sample_table(form: Form, completions: Sequence[Completion]) -> pl.DataFrame:
                 "string": None if choices is None else form.answer(choices)[0],
             }
         )
-    return pl.from_arrow(pa.Table.from_pylist(rows, schema=SAMPLES))  # type: ignore[return-value]
+    return tables.frame(rows, tables.STRUCTURED_SAMPLES)
 
 
 def run_sampling(
@@ -256,39 +245,6 @@ def run_sampling(
 
 
 # --- curves and bounds -------------------------------------------------------------------
-
-CURVES = pa.schema(
-    [
-        ("rank", pa.int32()),  # 1 = the most frequent conforming string
-        ("string", pa.string()),
-        ("count", pa.int32()),  # samples that are exactly this string
-        ("grid", pa.float64()),  # p / len(string)
-        ("prefix_chars", pa.int32()),  # p = floor(grid * len(string))
-        ("n_prefix", pa.int32()),  # conforming samples that start with string[:p]
-        ("p_same", pa.float64()),  # count / n_prefix
-        ("wilson_lo", pa.float64()),  # 95% Wilson interval of p_same
-        ("wilson_hi", pa.float64()),
-    ]
-)
-
-BLANKS = pa.schema(
-    [
-        ("rank", pa.int32()),
-        ("string", pa.string()),
-        ("count", pa.int32()),
-        ("blank", pa.int32()),
-        ("option", pa.string()),  # the chosen word
-        ("position", pa.int32()),  # of its first character in the string
-        ("length", pa.int32()),  # of the string
-        ("t_lower", pa.float64()),
-        ("t_upper", pa.float64()),
-        ("alternatives", pa.int32()),  # samples sharing the string up to here, other option
-        ("jump_lo", pa.float64()),  # the grid steps where P rises for this blank
-        ("jump_hi", pa.float64()),
-        ("rise", pa.float64()),
-        ("inside", pa.bool_()),  # every such step within [t_lower, t_upper]; null: no rise
-    ]
-)
 
 
 def grid_points(step: float) -> int:
@@ -383,7 +339,8 @@ def estimate(
     grid_step: float,
     ranks: Mapping[str, int] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """(CURVES, BLANKS, conformance) of the conforming samples; `ranks` as in `curve_rows`."""
+    """(tables.STRUCTURED_CURVES, tables.STRUCTURED_BLANKS, conformance) of the conforming
+    samples; `ranks` as in `curve_rows`."""
     k = grid_points(grid_step)
     conforming = samples.filter("conforming")
     counts = Counter(conforming["string"].to_list())
@@ -411,6 +368,6 @@ def estimate(
             ],
         }
     )
-    curves_df = pl.from_arrow(pa.Table.from_pylist(curves, schema=CURVES))
-    blanks_df = pl.from_arrow(pa.Table.from_pylist(blanks, schema=BLANKS))
+    curves_df = tables.frame(curves, tables.STRUCTURED_CURVES)
+    blanks_df = tables.frame(blanks, tables.STRUCTURED_BLANKS)
     return curves_df, blanks_df, conformance  # type: ignore[return-value]

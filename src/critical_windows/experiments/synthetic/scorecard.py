@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
 from critical_windows.engine.synthetic import (
     DECIMALS,
@@ -22,6 +21,7 @@ from critical_windows.engine.synthetic import (
     is_synthetic,
     load,
 )
+from critical_windows.io import tables
 
 # --- the tokenizer ---------------------------------------------------------------------
 
@@ -30,34 +30,6 @@ from critical_windows.engine.synthetic import (
 
 
 # --- scoring the detector against the truth ----------------------------------------------
-
-TRUTH = pa.schema(
-    [
-        ("question_id", pa.string()),
-        ("dataset", pa.string()),
-        ("population", pa.string()),
-        ("n_choices", pa.int32()),
-        ("n_response_tokens", pa.int32()),
-        ("levels", pa.list_(pa.float64())),  # the grid, f = 1 included
-        ("exact_p", pa.list_(pa.float64())),  # exact P(f) on the grid
-        # planted: the single token that lifts P by more than `jump`, if any
-        ("planted_token", pa.int32()),
-        ("planted_rise", pa.float64()),  # the largest rise of P at a single token
-        # grid: the research rule applied to the exact P(f) on the grid
-        ("grid_has_window", pa.bool_()),
-        ("grid_level_lo", pa.float64()),
-        ("grid_level_hi", pa.float64()),
-        ("grid_token_start", pa.int32()),
-        ("grid_token_end", pa.int32()),
-        ("grid_token", pa.int32()),  # the token of the largest rise inside that step
-        # span: the span rule (windows.find_windows_span) on the exact P at every token: the
-        # shortest span of at most `max_span` of the tokens rising by more than `jump`, on a
-        # curve with no such span falling by more than `drop`
-        ("span_token_start", pa.int32()),
-        ("span_token_end", pa.int32()),
-        ("span_token", pa.int32()),  # the token of the largest rise inside that span
-    ]
-)
 
 
 def truth(
@@ -70,7 +42,7 @@ def truth(
     drop: float,
     max_span: float = 0.2,
 ) -> pl.DataFrame:
-    """The exact curve and true windows of every base response (a TRUTH frame)."""
+    """The exact curve and true windows of every base response (a tables.SYNTHETIC_TRUTH frame)."""
     problem_of = dict(zip(questions["question_id"], questions["problem"], strict=True))
     dataset_of = dict(zip(questions["question_id"], questions["dataset"], strict=True))
     cuts: dict[str, list[tuple[float, int]]] = {}
@@ -120,7 +92,7 @@ def truth(
                     grid_token=c_lo + int(np.argmax(inside)),
                 )
         rows.append(row)
-    return pl.from_arrow(pa.Table.from_pylist(rows, schema=TRUTH))  # type: ignore[return-value]
+    return tables.frame(rows, tables.SYNTHETIC_TRUTH)
 
 
 def _span_truth(
@@ -351,8 +323,9 @@ def score_run(
     drop: float,
     readout: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(TRUTH, scorecard) of a workflow run of the synthetic model `model_path`; `readout`:
-    its READOUT_WINDOWS, scored as ``forced_rule`` when they hold a forced curve."""
+    """(tables.SYNTHETIC_TRUTH, scorecard) of a workflow run of the synthetic model
+    `model_path`; `readout`: its READOUT_WINDOWS, scored as ``forced_rule`` when they hold a
+    forced curve."""
     if not is_synthetic(model_path):
         raise ValueError(
             f"model path {model_path!r} is not the synthetic model: only its windows are "
