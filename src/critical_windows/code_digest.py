@@ -1,5 +1,6 @@
 """The digest of the code a workflow stage runs: its script and every package module that the
-script imports, directly or through other modules (function-level imports included).
+script imports, directly or through other modules (function-level imports included), with
+the templates those modules read.
 
 Each rule passes `stage_code(script)` as its `code` param, so editing any module a stage
 really uses re-runs it, and editing any other does not. The imports are read from the
@@ -55,7 +56,8 @@ def _direct_imports(path: Path) -> frozenset[str]:
 
 
 def imported_modules(script: str | Path) -> list[Path]:
-    """Every package source file that `script` imports, transitively, in a stable order."""
+    """Every package source file that `script` imports, transitively, in a stable order,
+    with the template files (a `templates/` folder beside a module) that modules read."""
     seen: set[Path] = set()
     todo = [Path(script).resolve()]
     while todo:
@@ -64,7 +66,8 @@ def imported_modules(script: str | Path) -> list[Path]:
             if path is not None and path not in seen:
                 seen.add(path)
                 todo.append(path)
-    return sorted(seen)
+    templates = {t for p in seen for t in (p.parent / "templates").glob("*") if t.is_file()}
+    return sorted(seen | templates)
 
 
 def stage_code(script: str | Path) -> str:
