@@ -19,10 +19,19 @@ import yaml
 from conftest import ROOT, TINY_CONFIG, make_workdir, snakemake
 from polars.testing import assert_frame_equal
 
+from critical_windows.io import tables
+
 pytestmark = pytest.mark.slow
 
 MODEL = "smollm2"
-CONFIG = {**TINY_CONFIG, "questions_per_dataset": 1}
+# Answers read with the forced readout and letter probabilities: every answer of the
+# embedded model is graded, so the tables compared here and in test_slurm hold values.
+CONFIG = {
+    **TINY_CONFIG,
+    "questions_per_dataset": 1,
+    "elicitation": "forced",
+    "answer_readout": "logprobs",
+}
 # Two figures stand for all seven: window_share and accuracy_by_window fail to render
 # ("SVG has an invalid size") when no answer was graded, and the embedded model grades
 # none on this config.
@@ -133,6 +142,23 @@ def status(rows: list[dict[str, str]], rule: str) -> set[str]:
     return {row["status"] for row in rows if row["rule"] == rule}
 
 
+def test_the_tiny_run_grades_its_answers(finished_run: Path) -> None:
+    """The end-to-end config reads an answer from every continuation and grades it, so the
+    comparisons of its tables (reruns, SLURM against local) compare values, not nulls."""
+
+    def graded(dataset: str) -> pl.DataFrame:
+        path = finished_run / "results" / MODEL / dataset / "graded.parquet"
+        return tables.read_table(path, tables.GRADED)
+
+    letters = graded("arc_easy")  # letter probabilities: an answer every time
+    assert letters.height > 0 and letters["is_consistent"].is_not_null().all()
+    assert letters["is_right"].is_not_null().all()
+    assert graded("math")["is_consistent"].is_not_null().any()  # a boxed answer, graded
+    for dataset in CONFIG["datasets"]:
+        curves = pl.read_parquet(finished_run / "results" / MODEL / dataset / "curves.parquet")
+        assert curves["p_consistent"].is_not_null().any(), dataset
+
+
 def test_a_copy_of_a_finished_run_has_nothing_to_do(work: Path) -> None:
     rows = plan(work)
     assert pending(rows) == {}
@@ -163,18 +189,22 @@ def test_window_thresholds_rerun_detection_onward(work: Path) -> None:
 @pytest.mark.parametrize(
     ("module", "rerun"),
     [
-        ("prompts", GENERATION_ONWARD),
-        ("extraction", GRADING_ONWARD),  # the model stages use it only when adaptive
-        ("adaptive", set()),
-        ("grading", GRADING_ONWARD),
-        ("windows", DETECTION_ONWARD),
-        ("figures", {"plot_figure"}),
+        ("cot/prompts", GENERATION_ONWARD),
+        # the model stages import adaptive sampling (and its answer extraction) whatever the
+        # strategy: their digests cover it, and their journals make the rerun cheap
+        ("cot/adaptive", GENERATION_ONWARD),
+        ("grading/grader", GRADING_ONWARD),
+        ("analysis/windows", DETECTION_ONWARD),
+        ("views/figures", {"plot_figure"}),
+        ("views/templates/explorer", {"build_explorer"}),
+        ("experiments/prefill/attack", set()),
     ],
 )
 def test_library_change_reruns_the_stages_that_use_it(
     work: Path, module: str, rerun: set[str]
 ) -> None:
-    source = work / "src" / "critical_windows" / f"{module}.py"
+    suffix = ".js" if "templates" in module else ".py"
+    source = work / "src" / "critical_windows" / f"{module}{suffix}"
     assert not source.is_symlink() and not source.parent.is_symlink()
     source.write_text(source.read_text() + "\n# edited by test_reruns\n")
     rows = plan(work)
@@ -250,7 +280,7 @@ def test_code_edit_reruns_the_model_stages_but_generates_nothing(
     the code they run), but their journal keys hold only what the output depends on
     (model, backend and version, prompt ids, sampling), so every request is found there
     and the tables come out identical."""
-    source = work / "src" / "critical_windows" / "generation.py"
+    source = work / "src" / "critical_windows" / "cot" / "generation.py"
     source.write_text(source.read_text() + "\n# a comment edited by test_reruns\n")
     jobs = pending(plan(work))
     assert set(MODEL_STAGES) <= set(jobs)
