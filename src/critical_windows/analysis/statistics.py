@@ -23,6 +23,14 @@ def wilson_interval(
     return low, high
 
 
+def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of one proportion, as floats; (0, 1) with no trials."""
+    if n == 0:
+        return 0.0, 1.0
+    lo, hi = wilson_interval(k, n, z)
+    return float(lo), float(hi)
+
+
 def fisher_greater(
     k_hi: np.ndarray, n_hi: np.ndarray, k_lo: np.ndarray, n_lo: np.ndarray
 ) -> np.ndarray:

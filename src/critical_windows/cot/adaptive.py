@@ -51,7 +51,7 @@ from typing import Any
 
 import polars as pl
 
-from critical_windows.analysis.statistics import wilson_interval
+from critical_windows.analysis.statistics import wilson
 from critical_windows.cot import prompts
 from critical_windows.cot.generation import (
     Generator,
@@ -107,14 +107,6 @@ class AdaptiveSettings:
         return NormalDist().inv_cdf(0.5 + self.confidence / 2)
 
 
-def interval(k: int, n: int, z: float) -> tuple[float, float]:
-    """Wilson interval of k consistent out of n; (0, 1) with no samples."""
-    if n == 0:
-        return 0.0, 1.0
-    lo, hi = wilson_interval(k, n, z)
-    return float(lo), float(hi)
-
-
 def classify(
     k: int, n: int, s: AdaptiveSettings, against: tuple[float, float] | None = None
 ) -> str | None:
@@ -131,7 +123,7 @@ def classify(
     threshold = 1 - s.jump
     if against is None:
         if n >= s.initial_samples:
-            lo, hi = interval(k, n, s.z)
+            lo, hi = wilson(k, n, s.z)
             if lo > threshold:
                 return "high"
             if hi < threshold:
@@ -371,7 +363,7 @@ def rule_pending(levels: Sequence[Level], length: int, s: AdaptiveSettings) -> l
     pts = sorted((lv for lv in levels if lv.graded > 0 and lv.cut < length), key=lambda v: v.cut)
     if not pts:
         return []
-    est = [(lv, lv.p, *interval(lv.consistent, lv.graded, s.z)) for lv in pts]
+    est = [(lv, lv.p, *wilson(lv.consistent, lv.graded, s.z)) for lv in pts]
     est.append((None, 1.0, 1.0, 1.0))
     pairs = list(zip(est, est[1:], strict=False))
     a, b = max(pairs, key=lambda ab: ab[1][1] - ab[0][1])

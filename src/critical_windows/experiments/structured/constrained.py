@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from critical_windows.analysis.statistics import wilson
 from critical_windows.engine.types import Completion, Sampling
 from critical_windows.experiments.structured.forms import (
     Form,
@@ -798,7 +799,7 @@ def compare(
     _, _, conformance = forms.estimate(unconstrained, form, grid_step)
     n = unconstrained.height
     broken = n - int(unconstrained["conforming"].sum())
-    lo, hi = forms.wilson(broken, n)
+    lo, hi = wilson(broken, n)
     check = agreement(constrained, exact)
     share = dict(zip(shares["curve"], shares["inside_share"], strict=True))
     summary = pl.DataFrame(

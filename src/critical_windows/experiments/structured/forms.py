@@ -35,6 +35,7 @@ from typing import Any
 
 import polars as pl
 
+from critical_windows.analysis.statistics import wilson
 from critical_windows.cot import prompts
 from critical_windows.cot.generation import derive_seed
 from critical_windows.engine.journal import Journal, request_key
@@ -253,17 +254,6 @@ def grid_points(step: float) -> int:
     if k < 1 or abs(k * step - 1) > 1e-9:
         raise ValueError(f"structured.grid_step {step}: 1 / grid_step must be a whole number")
     return k
-
-
-def wilson(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """Wilson score interval of a proportion (95% by default); (0, 1) when n is 0."""
-    if n == 0:
-        return 0.0, 1.0
-    phat = successes / n
-    denom = 1 + z * z / n
-    centre = (phat + z * z / (2 * n)) / denom
-    half = z * (phat * (1 - phat) / n + z * z / (4 * n * n)) ** 0.5 / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def curve_rows(
