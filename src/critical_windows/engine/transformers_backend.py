@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from critical_windows.engine.types import Completion, EngineSettings, Sampling, stop_token_ids
 
@@ -27,10 +28,25 @@ class TransformersBackend:
     def generate(
         self, prompts: Sequence[Sequence[int]], params: Sequence[Sampling]
     ) -> list[list[Completion]]:
-        return [self._one(ids, p) for ids, p in zip(prompts, params, strict=True)]
+        return [self.sample(ids, p) for ids, p in zip(prompts, params, strict=True)]
 
-    def _one(self, ids: Sequence[int], p: Sampling) -> list[Completion]:
+    def sample(
+        self,
+        ids: Sequence[int],
+        p: Sampling,
+        logits_processor: Any = None,
+        stop: Sequence[int] | None = None,
+    ) -> list[Completion]:
+        """`p.n` completions of one prompt. `logits_processor` (a transformers
+        LogitsProcessor) acts on every step before temperature and top-p, as in vLLM;
+        `stop` replaces the model's end-of-turn ids."""
         torch = self.torch
+        stop = list(self._stop if stop is None else stop)
+        processors = None
+        if logits_processor is not None:
+            from transformers import LogitsProcessorList
+
+            processors = LogitsProcessorList([logits_processor])
         if p.seed is not None:
             torch.manual_seed(p.seed)
         sample = p.temperature > 0
@@ -44,9 +60,10 @@ class TransformersBackend:
                 top_k=None,
                 max_new_tokens=p.max_tokens,
                 num_return_sequences=p.n,
-                eos_token_id=self._stop,
-                pad_token_id=self._stop[0],
+                eos_token_id=stop,
+                pad_token_id=stop[0],
                 output_logits=p.wants_logprobs,
+                logits_processor=processors,
                 return_dict_in_generate=True,
             )
         steps = None
@@ -58,7 +75,7 @@ class TransformersBackend:
             tokens: list[int] = []
             finish = "length"
             for t in row:
-                if t in self._stop:
+                if t in stop:
                     finish = "stop"
                     break
                 tokens.append(t)

@@ -31,7 +31,7 @@ import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -312,7 +312,7 @@ def _sample_transformers(
     """transformers `generate` with the trie as a logits processor: transformers applies
     it before temperature and top-p, in the order vLLM does."""
     import torch
-    from transformers import LogitsProcessor, LogitsProcessorList
+    from transformers import LogitsProcessor
 
     allowed = {k: torch.tensor(v) for k, v in trie.allowed.items()}
     start, stop = len(prompt), set(trie.stop)
@@ -330,35 +330,8 @@ def _sample_transformers(
                     masked[row, ok] = scores[row, ok]
             return masked
 
-    if p.seed is not None:
-        torch.manual_seed(p.seed)
-    sample = p.temperature > 0
-    with torch.inference_mode():
-        out = backend.model.generate(
-            torch.tensor([list(prompt)]),
-            attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
-            do_sample=sample,
-            temperature=p.temperature if sample else None,
-            top_p=p.top_p if sample else None,
-            top_k=None,
-            max_new_tokens=trie.max_tokens,
-            num_return_sequences=p.n,
-            eos_token_id=list(trie.stop),
-            pad_token_id=trie.stop[0],
-            logits_processor=LogitsProcessorList([Constrain()]),
-        )
-    completions = []
-    for row in out[:, start:].tolist():
-        tokens: list[int] = []
-        finish = "length"
-        for t in row:
-            if t in stop:
-                finish = "stop"
-                break
-            tokens.append(t)
-        text = backend.tokenizer.decode(tokens, skip_special_tokens=True)
-        completions.append(Completion(tuple(tokens), text, finish))
-    return completions
+    constrained = replace(p, max_tokens=trie.max_tokens)
+    return backend.sample(prompt, constrained, logits_processor=Constrain(), stop=trie.stop)
 
 
 # --- the synthetic form model ---------------------------------------------------------------
