@@ -74,3 +74,60 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
             f"snakemake {args} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}\n{logs}"
         )
     return proc
+
+
+# --- the shared tiny run ------------------------------------------------------------------
+
+MODEL = "smollm2"
+MODEL_STAGES = ["generate_base", "resample_prefixes", "elicit_answers"]
+# The tiny config with answers read by the forced readout and letter probabilities: every
+# answer of the embedded model is graded, so comparisons of its tables compare values.
+E2E_CONFIG = {
+    **TINY_CONFIG,
+    "questions_per_dataset": 1,
+    "elicitation": "forced",
+    "answer_readout": "logprobs",
+}
+# Two figures stand for all seven (tests/test_figures.py draws every one).
+E2E_FIGURES = ["accuracy", "consistency"]
+E2E_TARGETS = [
+    f"results/{MODEL}/summary.csv",
+    f"results/{MODEL}/summary.md",
+    f"results/{MODEL}/explorer.html",
+    *(f"results/{MODEL}/figures/{f}.{ext}" for f in E2E_FIGURES for ext in ("html", "png")),
+]
+
+
+@pytest.fixture(scope="session")
+def package_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the package for the runs that compare code digests: edits to the
+    repository while the tests run change neither the digests nor what the runs import."""
+    copy = tmp_path_factory.mktemp("package") / "src"
+    shutil.copytree(ROOT / "src", copy, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    return copy
+
+
+def with_package(work: Path, package: Path) -> Path:
+    """Gives `work` its own copy of the package (make_workdir links the repository's);
+    run_snakemake puts it first on PYTHONPATH."""
+    shutil.copytree(package, work / "src")
+    return work
+
+
+def run_snakemake(work: Path, *args: str) -> subprocess.CompletedProcess:
+    """`snakemake`, importing the workdir's copy of the package."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PYTHONPATH", str(work / "src"))
+        return snakemake(work, *args)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(
+    tmp_path_factory: pytest.TempPathFactory, embedded_model: Path, package_copy: Path
+) -> Path:
+    """E2E_CONFIG run once per session through profiles/local, up to E2E_TARGETS: the run
+    that tests reading a real run's tables share (reruns, SLURM against local)."""
+    work = with_package(tmp_path_factory.mktemp("tiny_run"), package_copy)
+    make_workdir(work, E2E_CONFIG, embedded_model)
+    run_snakemake(work, "--profile", "profiles/local", *E2E_TARGETS)
+    return work

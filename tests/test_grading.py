@@ -659,7 +659,7 @@ def test_cli_as_a_module(tmp_path: Path) -> None:
     source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     _write_jsonl(source, RECORDS[:2])
     subprocess.run(
-        [sys.executable, "-m", "critical_windows.grading.grader", "--in", source, "--out", out],
+        [sys.executable, "-m", "critical_windows.grading.cli", "--in", source, "--out", out],
         check=True,
         capture_output=True,
     )

@@ -10,39 +10,20 @@ import io
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import polars as pl
 import pytest
 import yaml
-from conftest import ROOT, TINY_CONFIG, make_workdir, snakemake
+from conftest import E2E_CONFIG as CONFIG
+from conftest import E2E_TARGETS as TARGETS
+from conftest import MODEL, MODEL_STAGES, run_snakemake, snakemake
 from polars.testing import assert_frame_equal
 
 from critical_windows.io import tables
 
 pytestmark = pytest.mark.slow
 
-MODEL = "smollm2"
-# Answers read with the forced readout and letter probabilities: every answer of the
-# embedded model is graded, so the tables compared here and in test_slurm hold values.
-CONFIG = {
-    **TINY_CONFIG,
-    "questions_per_dataset": 1,
-    "elicitation": "forced",
-    "answer_readout": "logprobs",
-}
-# Two figures stand for all seven: window_share and accuracy_by_window fail to render
-# ("SVG has an invalid size") when no answer was graded, and the embedded model grades
-# none on this config.
-FIGURES = ["accuracy", "consistency"]
-TARGETS = [
-    f"results/{MODEL}/summary.csv",
-    f"results/{MODEL}/summary.md",
-    f"results/{MODEL}/explorer.html",
-    *(f"results/{MODEL}/figures/{f}.{ext}" for f in FIGURES for ext in ("html", "png")),
-]
-MODEL_STAGES = ["generate_base", "resample_prefixes", "elicit_answers"]
 DETECTION_ONWARD = {"detect_windows", "summarize_run", "plot_figure", "build_explorer"}
 GRADING_ONWARD = {"grade_answers"} | DETECTION_ONWARD
 GENERATION_ONWARD = {
@@ -50,47 +31,6 @@ GENERATION_ONWARD = {
     "gather_shards",
     "truncate_responses",
 } | GRADING_ONWARD
-
-_session: dict[str, Path] = {}
-
-
-def with_package(work: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Gives `work` its own copy of the package (make_workdir links the repository's),
-    the same for every workdir of the session, so that edits to the repository while the
-    tests run change neither the code digests the stages run with nor what they import
-    (run_snakemake puts it first on PYTHONPATH)."""
-    if "package" not in _session:
-        _session["package"] = tmp_path_factory.mktemp("package") / "src"
-        shutil.copytree(
-            ROOT / "src",
-            _session["package"],
-            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
-        )
-    shutil.copytree(_session["package"], work / "src")
-    return work
-
-
-def run_snakemake(work: Path, *args: str) -> subprocess.CompletedProcess:
-    """conftest.snakemake, importing the workdir's copy of the package."""
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("PYTHONPATH", str(work / "src"))
-        return snakemake(work, *args)
-
-
-def finished_tiny_run(tmp_path_factory: pytest.TempPathFactory, model: Path) -> Path:
-    """CONFIG run once per session through profiles/local, up to TARGETS; test_slurm
-    compares its SLURM run against the same run."""
-    if "run" not in _session:
-        work = with_package(tmp_path_factory.mktemp("finished_run"), tmp_path_factory)
-        make_workdir(work, CONFIG, model)
-        run_snakemake(work, "--profile", "profiles/local", *TARGETS)
-        _session["run"] = work
-    return _session["run"]
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory: pytest.TempPathFactory, embedded_model: Path) -> Path:
-    return finished_tiny_run(tmp_path_factory, embedded_model)
 
 
 def _copy_file(src: str, dst: str) -> None:
@@ -102,11 +42,11 @@ def _copy_file(src: str, dst: str) -> None:
 
 
 @pytest.fixture
-def work(finished_run: Path, tmp_path: Path) -> Path:
+def work(tiny_run: Path, tmp_path: Path) -> Path:
     """A copy of the finished run: outputs with their mtimes, the package copy, and
     Snakemake's records (.snakemake/metadata) of the params and code each job ran with."""
     dest = tmp_path / "work"
-    shutil.copytree(finished_run, dest, symlinks=True, copy_function=_copy_file)
+    shutil.copytree(tiny_run, dest, symlinks=True, copy_function=_copy_file)
     return dest
 
 
@@ -142,12 +82,12 @@ def status(rows: list[dict[str, str]], rule: str) -> set[str]:
     return {row["status"] for row in rows if row["rule"] == rule}
 
 
-def test_the_tiny_run_grades_its_answers(finished_run: Path) -> None:
+def test_the_tiny_run_grades_its_answers(tiny_run: Path) -> None:
     """The end-to-end config reads an answer from every continuation and grades it, so the
     comparisons of its tables (reruns, SLURM against local) compare values, not nulls."""
 
     def graded(dataset: str) -> pl.DataFrame:
-        path = finished_run / "results" / MODEL / dataset / "graded.parquet"
+        path = tiny_run / "results" / MODEL / dataset / "graded.parquet"
         return tables.read_table(path, tables.GRADED)
 
     letters = graded("arc_easy")  # letter probabilities: an answer every time
@@ -155,11 +95,11 @@ def test_the_tiny_run_grades_its_answers(finished_run: Path) -> None:
     assert letters["is_right"].is_not_null().all()
     assert graded("math")["is_consistent"].is_not_null().any()  # a boxed answer, graded
     for dataset in CONFIG["datasets"]:
-        curves = pl.read_parquet(finished_run / "results" / MODEL / dataset / "curves.parquet")
+        curves = pl.read_parquet(tiny_run / "results" / MODEL / dataset / "curves.parquet")
         assert curves["p_consistent"].is_not_null().any(), dataset
 
 
-def test_a_copy_of_a_finished_run_has_nothing_to_do(work: Path) -> None:
+def test_a_copy_of_a_tiny_run_has_nothing_to_do(work: Path) -> None:
     rows = plan(work)
     assert pending(rows) == {}
     assert {row["rule"] for row in rows} >= GENERATION_ONWARD | {"prepare_dataset"}
@@ -231,7 +171,7 @@ def _journal_counts(log: Path, stage: str) -> tuple[int, int]:
     return int(found[1]), int(found[2])
 
 
-def test_adding_a_dataset(work: Path, finished_run: Path) -> None:
+def test_adding_a_dataset(work: Path, tiny_run: Path) -> None:
     """The new dataset is prepared alone, and the model stages generate only its requests.
 
     The model stages run as one job per (model, shard) over every dataset, so that an
@@ -263,18 +203,18 @@ def test_adding_a_dataset(work: Path, finished_run: Path) -> None:
     )
     for stage in MODEL_STAGES:
         log = Path("results/logs", MODEL, stage, "000.log")
-        before, journaled = _journal_counts(finished_run / log, stage)
+        before, journaled = _journal_counts(tiny_run / log, stage)
         assert journaled == 0
         total, journaled = _journal_counts(work / log, stage)
         assert journaled == before < total, stage
     for ds in old:
         for t in tables:
             path = Path("results", MODEL, ds, f"{t}.parquet")
-            assert_frame_equal(pl.read_parquet(work / path), pl.read_parquet(finished_run / path))
+            assert_frame_equal(pl.read_parquet(work / path), pl.read_parquet(tiny_run / path))
 
 
 def test_code_edit_reruns_the_model_stages_but_generates_nothing(
-    work: Path, finished_run: Path
+    work: Path, tiny_run: Path
 ) -> None:
     """A comment edited in the generation code reruns the model stages (Snakemake tracks
     the code they run), but their journal keys hold only what the output depends on
@@ -290,6 +230,6 @@ def test_code_edit_reruns_the_model_stages_but_generates_nothing(
     for stage in MODEL_STAGES:
         log = Path("results/logs", MODEL, stage, "000.log")
         total, journaled = _journal_counts(work / log, stage)
-        assert total == journaled == _journal_counts(finished_run / log, stage)[0] > 0, stage
+        assert total == journaled == _journal_counts(tiny_run / log, stage)[0] > 0, stage
     for path in targets:
-        assert_frame_equal(pl.read_parquet(work / path), pl.read_parquet(finished_run / path))
+        assert_frame_equal(pl.read_parquet(work / path), pl.read_parquet(tiny_run / path))

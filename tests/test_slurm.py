@@ -16,9 +16,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-from conftest import ROOT, SNAKEMAKE, make_workdir
+from conftest import E2E_CONFIG as CONFIG
+from conftest import E2E_TARGETS as TARGETS
+from conftest import MODEL, MODEL_STAGES, ROOT, SNAKEMAKE, make_workdir, with_package
 from polars.testing import assert_frame_equal
-from test_reruns import CONFIG, MODEL, MODEL_STAGES, TARGETS, finished_tiny_run, with_package
 
 SLURM = ROOT / "tests" / "slurm"
 OVERLAY = SLURM / "profile"
@@ -84,10 +85,13 @@ def slurm_cluster() -> None:
 
 @pytest.fixture(scope="module")
 def slurm_run(
-    slurm_cluster: None, tmp_path_factory: pytest.TempPathFactory, embedded_model: Path
+    slurm_cluster: None,
+    tmp_path_factory: pytest.TempPathFactory,
+    embedded_model: Path,
+    package_copy: Path,
 ) -> tuple[Path, str]:
     """The tiny config through profiles/slurm; returns the workdir and Snakemake's log."""
-    work = with_package(tmp_path_factory.mktemp("slurm_run"), tmp_path_factory)
+    work = with_package(tmp_path_factory.mktemp("slurm_run"), package_copy)
     make_workdir(work, CONFIG, embedded_model)
     cpus = len(os.sched_getaffinity(0))
     cmd = [
@@ -113,11 +117,6 @@ def slurm_run(
         )
         pytest.fail(f"the SLURM run failed:\n{log[-8000:]}\n{slurm_logs}")
     return work, log
-
-
-@pytest.fixture(scope="module")
-def local_run(tmp_path_factory: pytest.TempPathFactory, embedded_model: Path) -> Path:
-    return finished_tiny_run(tmp_path_factory, embedded_model)
 
 
 def _job_stats(log: str) -> Counter[str]:
@@ -187,14 +186,14 @@ SLURM_TABLES = ["base", "truncated", "resampled", "elicited", "graded", "curves"
 @pytest.mark.parametrize("dataset", CONFIG["datasets"])
 @pytest.mark.parametrize("table", SLURM_TABLES)
 def test_slurm_tables_equal_a_local_run(
-    slurm_run: tuple[Path, str], local_run: Path, dataset: str, table: str
+    slurm_run: tuple[Path, str], tiny_run: Path, dataset: str, table: str
 ) -> None:
     path = Path("results", MODEL, dataset, f"{table}.parquet")
     slurm = pl.read_parquet(slurm_run[0] / path)
     assert slurm.height > 0
-    assert_frame_equal(slurm, pl.read_parquet(local_run / path))
+    assert_frame_equal(slurm, pl.read_parquet(tiny_run / path))
 
 
-def test_slurm_summary_equals_a_local_run(slurm_run: tuple[Path, str], local_run: Path) -> None:
+def test_slurm_summary_equals_a_local_run(slurm_run: tuple[Path, str], tiny_run: Path) -> None:
     path = Path("results", MODEL, "summary.csv")
-    assert (slurm_run[0] / path).read_text() == (local_run / path).read_text()
+    assert (slurm_run[0] / path).read_text() == (tiny_run / path).read_text()

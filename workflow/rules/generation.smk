@@ -1,6 +1,6 @@
 # The engine's CPU threads: config engine.threads, else as many as the job can get (a local
 # run gives a job at most --cores; profiles/slurm sets them per rule). Snakemake passes them
-# to the job as OMP_NUM_THREADS, which the engine reads (critical_windows.engine.types).
+# to the job as OMP_NUM_THREADS, which the engine reads (critical_windows.engine.vllm_backend).
 ENGINE_THREADS = config.get("engine", {}).get("threads") or 256
 # With the forced readout (and the fixed grid), resample_prefixes also runs the
 # elicitations in its own engine, whose prefix cache holds the prompt + prefix +
