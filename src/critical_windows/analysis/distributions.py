@@ -77,7 +77,7 @@ def tv(p: Distribution | None, q: Distribution | None) -> float | None:
     """Total-variation distance; None when either side is missing."""
     if p is None or q is None:
         return None
-    support = set(p) | set(q)
+    support = sorted(set(p) | set(q))  # a fixed order: the same sum in every process
     return 0.5 * sum(abs(p.get(a, 0.0) - q.get(a, 0.0)) for a in support)
 
 
@@ -98,7 +98,7 @@ def kl(
     their supports and `extra`; None when either side is missing."""
     if p is None or q is None:
         return None
-    support = set(p) | set(q) | set(extra)
+    support = sorted(set(p) | set(q) | set(extra))
     ps, qs = smooth(p, support, alpha), smooth(q, support, alpha)
     return sum(ps[a] * math.log(ps[a] / qs[a]) for a in support if ps[a] > 0)
 
