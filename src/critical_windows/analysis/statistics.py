@@ -1,4 +1,5 @@
-"""The statistics of the window rules: Wilson intervals, Fisher's exact test, Benjamini-Hochberg."""
+"""The statistics of the window rules: Wilson intervals, Fisher's exact test and the
+Benjamini-Hochberg correction."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The model stages of METHOD.md §2, steps 1-6: base responses, truncation, resampling
-and answer elicitation. Pure functions of tables plus a backend; `run_*` do the I/O.
+and answer elicitation. Pure functions of tables plus a backend; cot.runner does the I/O.
 
 Every model stage runs as one job per (model, shard) over all datasets, so that an
 engine starts once per stage. Requests go through the journal, so a killed job resumes.

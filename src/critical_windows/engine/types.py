@@ -1,8 +1,10 @@
-"""Inference backends: vLLM's offline engine, and plain transformers as a reference.
+"""What every inference backend takes and returns: sampling settings, completions, engine
+settings, and the `Backend` interface.
 
-Both take prompts as token ids and return completions as token ids and text, so the
-stages never depend on which one runs. Stopping happens at the model's end-of-turn
-token, read from its tokenizer and generation config (no hard-coded ids).
+Backends (engine.vllm_backend, engine.transformers_backend, engine.server, engine.synthetic)
+take prompts as token ids and return completions as token ids and text, so the stages never
+depend on which one runs. Stopping happens at the model's end-of-turn token, read from its
+tokenizer and generation config (no hard-coded ids).
 """
 
 from __future__ import annotations
