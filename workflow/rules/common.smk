@@ -218,8 +218,7 @@ check_readout()
 def final_targets():
     """What the experiments of config["experiments"] produce. Chain of thought: summary,
     explorer and every figure of every model (catalog.FIGURES), and the scorecard
-    of a synthetic model; the other experiments: structured_targets (structured.smk),
-    prefill_targets (prefill.smk), likelihood_targets (likelihood.smk)."""
+    of a synthetic model; the other experiments' targets are in experiments.smk."""
     targets = []
     if "structured" in config["experiments"]:
         targets += structured_targets()

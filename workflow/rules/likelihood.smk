@@ -14,36 +14,6 @@ wildcard_constraints:
     role="|".join(ROLES),
 
 
-def likelihood_targets():
-    """Detection table and figures of the likelihood-ratio experiment."""
-    base = "results/jailbreak/likelihood"
-    return [f"{base}/detection.csv", f"{base}/detection.md"] + expand(
-        "{base}/figures/{figure}.{ext}",
-        base=base,
-        figure=catalog.LIKELIHOOD_FIGURES,
-        ext=["html", "png"],
-    )
-
-
-def likelihood_prompt_inputs(wildcards):
-    """Harmful requests for a prefill-attack source, benchmark questions for a benchmark
-    source (which must be among `datasets`)."""
-    from critical_windows.experiments.likelihood.sources import sources_from_config
-
-    sources = sources_from_config(config["likelihood"])
-    inputs = {}
-    if any(s.kind == "prefill_attack" for s in sources):
-        inputs["requests"] = request_tables()
-    wanted = sorted({s.dataset for s in sources if s.kind == "benchmark"})
-    if unknown := [d for d in wanted if d not in DATASETS]:
-        raise ValueError(
-            f"likelihood.benign: benchmark datasets {unknown} are not in `datasets` "
-            f"({DATASETS}); add them there"
-        )
-    inputs["questions"] = expand("results/datasets/{dataset}.parquet", dataset=wanted)
-    return inputs
-
-
 rule prepare_likelihood_prompts:
     input:
         unpack(likelihood_prompt_inputs),

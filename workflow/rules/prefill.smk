@@ -12,45 +12,6 @@ wildcard_constraints:
     prefill_figure="|".join(catalog.PREFILL_FIGURES),
 
 
-def prefill_targets():
-    """Summary, explorer and figures (per judge) of the prefill attack on every model."""
-    targets = []
-    for model in MODELS:
-        base = f"results/{model}/jailbreak/prefill"
-        targets += [
-            f"{base}/summary.csv",
-            f"{base}/summary.md",
-            f"{base}/explorer.html",
-        ]
-        targets += expand(
-            "{base}/figures/{judge}/{figure}.{ext}",
-            base=base,
-            judge=config["jailbreak"]["judges"],
-            figure=catalog.PREFILL_FIGURES,
-            ext=["html", "png"],
-        )
-    return targets
-
-
-def embedded_note(model):
-    """The note that a run of the embedded model demonstrates the mechanism only."""
-    return catalog.EMBEDDED_NOTE if MODELS[model]["path"] == "embedded" else None
-
-
-def request_tables(wildcards=None):
-    return expand(
-        "results/jailbreak/requests/{request_set}.parquet",
-        request_set=config["jailbreak"]["datasets"],
-    )
-
-
-def judge_input(wildcards):
-    """The judge model of the StrongREJECT judge; nothing for the refusal phrases."""
-    if wildcards.judge == "strongreject":
-        return entry_input(config["jailbreak"]["strongreject"]["model"])
-    return []
-
-
 rule prepare_requests:
     input:
         files="resources/datasets",

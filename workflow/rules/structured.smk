@@ -15,22 +15,6 @@ wildcard_constraints:
     rank=r"[1-9]\d*",
 
 
-def structured_targets():
-    """Blanks table, conformance and the figures of the top strings of every model, of the
-    structured-output experiment (structured.smk)."""
-    targets = expand(
-        "results/structured/{model}/{name}",
-        model=MODELS,
-        name=["blanks.csv", "conformance.csv", "inside.csv", "summary.csv"],
-    )
-    return targets + expand(
-        "results/structured/{model}/figures/string_{rank}.{ext}",
-        model=MODELS,
-        rank=range(1, config["structured"]["strings_drawn"] + 1),
-        ext=["html", "png"],
-    )
-
-
 rule sample_structured_answers:
     input:
         model=model_input,
