@@ -1,6 +1,6 @@
 # Likelihood-ratio detection (METHOD.md §5): responses to jailbreak and benign prompts scored
 # under an aligned and an unaligned model, ROC and TPR at fixed FPR per attack family
-# (results/jailbreak/likelihood/). Input functions and targets are in common.smk.
+# (results/jailbreak/likelihood/). Input functions and targets are in experiments.smk.
 
 from critical_windows.experiments.likelihood.sources import ROLES
 from critical_windows.experiments.likelihood.sources import demonstration_note

@@ -1,7 +1,7 @@
 # The prefill attack (METHOD.md §5), on every model of `models`: harmful requests with the
 # assistant turn prefilled by growing prefixes of an affirmative opener, continuations judged
 # complied or refused, compliance curves and their windows (results/{model}/jailbreak/prefill/).
-# Input functions and targets are in common.smk.
+# Input functions and targets are in experiments.smk.
 
 JAILBREAK = config["jailbreak"]
 
