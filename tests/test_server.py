@@ -22,7 +22,7 @@ import pytest
 from conftest import TINY_CONFIG, make_workdir, snakemake
 
 from critical_windows.cot.generation import Generator, StageSettings
-from critical_windows.engine import server
+from critical_windows.engine import server as srv
 from critical_windows.engine.journal import Journal
 from critical_windows.engine.types import EngineSettings, Sampling
 
@@ -106,12 +106,12 @@ def stand_in() -> Iterator[tuple[str, Script]]:
     httpd.server_close()
 
 
-def backend(url: str, **server: Any) -> server.OpenAIBackend:
+def backend(url: str, **server: Any) -> srv.OpenAIBackend:
     """An OpenAIBackend without a model folder: the stand-in needs no tokenizer files."""
     import openai
 
-    b = server.OpenAIBackend.__new__(server.OpenAIBackend)
-    b.server = server.ServerSettings(url=url, **server)
+    b = srv.OpenAIBackend.__new__(srv.OpenAIBackend)
+    b.server = srv.ServerSettings(url=url, **server)
     b.served_model = "tiny"
     b.tokenizer = Tokenizer()
     b.max_model_len = 4096
@@ -145,14 +145,14 @@ def test_busy_server_is_retried_with_backoff(
 ) -> None:
     url, script = stand_in
     waits: list[float] = []
-    monkeypatch.setattr(server.time, "sleep", waits.append)
+    monkeypatch.setattr(srv.time, "sleep", waits.append)
     script.fail_times = {3: 2}
     out = backend(url, max_retries=2).generate([[3, 7]], [Sampling(0.0)])
     assert out[0][0].token_ids == (7, 7, 7)
     assert script.calls == [3, 3, 3]
     assert len(waits) == 2 and waits[0] <= 1.0 < waits[1] <= 2.0  # 2**attempt, jittered down
     script.fail_times = {3: 3}
-    with pytest.raises(server.PartialBatch, match="1 of 1 requests .* failed"):
+    with pytest.raises(srv.PartialBatch, match="1 of 1 requests .* failed"):
         backend(url, max_retries=2).generate([[3, 7]], [Sampling(0.0)])
 
 
@@ -161,12 +161,12 @@ def test_a_dropped_server_loses_only_the_requests_in_flight(
 ) -> None:
     """Requests that finished before the failure are journaled: the rerun asks only the rest."""
     url, script = stand_in
-    monkeypatch.setattr(server.time, "sleep", lambda s: None)
+    monkeypatch.setattr(srv.time, "sleep", lambda s: None)
     journal = Journal(tmp_path / "journal")
     gen = Generator(backend(url, concurrency=2, max_retries=1), journal, settings())
     requests = [gen.request([i, 50 + i], Sampling(0.0), f"q{i}") for i in range(12)]
     script.drop = {5}
-    with pytest.raises(server.PartialBatch):
+    with pytest.raises(srv.PartialBatch):
         gen.run(requests, "stage")
     journaled = journal.load([r.key for r in requests])
     assert requests[5].key not in journaled
@@ -184,14 +184,14 @@ def test_api_key_comes_from_the_named_variable(
 ) -> None:
     url, script = stand_in
     monkeypatch.delenv("CW_TEST_KEY", raising=False)
-    with pytest.raises(server.ServerError, match="environment variable CW_TEST_KEY is unset"):
-        server.ServerSettings(url=url, api_key_env="CW_TEST_KEY").api_key()
+    with pytest.raises(srv.ServerError, match="environment variable CW_TEST_KEY is unset"):
+        srv.ServerSettings(url=url, api_key_env="CW_TEST_KEY").api_key()
     monkeypatch.setenv("CW_TEST_KEY", "sk-secret")
     backend(url, api_key_env="CW_TEST_KEY").generate([[1, 2]], [Sampling(0.0)])
     assert script.keys == ["Bearer sk-secret"]
-    settings_ = server.ServerSettings(url=url, api_key_env="CW_TEST_KEY")
+    settings_ = srv.ServerSettings(url=url, api_key_env="CW_TEST_KEY")
     assert "sk-secret" not in repr(settings_)  # only the variable's name is kept
-    assert server.served_models(settings_) == ["tiny"]
+    assert srv.served_models(settings_) == ["tiny"]
 
 
 # --- a real `vllm serve` of the embedded model ---------------------------------------------
@@ -327,7 +327,7 @@ def test_logprobs_are_read_by_token_id() -> None:
         "tokens": ["token_id:7", "token_id:9", "token_id:2"],
         "top_logprobs": [{"token_id:7": -0.5, "token_id:3": -1.5}, {"token_id:9": -0.25}, None],
     }
-    assert server._logprobs(block, 2) == ({7: -0.5, 3: -1.5}, {9: -0.25})
-    assert server._logprobs(None, 2) is None
-    with pytest.raises(server.ServerError, match="not as token ids"):
-        server._logprobs({"top_logprobs": [{"Paris": -0.1}]}, 1)
+    assert srv._logprobs(block, 2) == ({7: -0.5, 3: -1.5}, {9: -0.25})
+    assert srv._logprobs(None, 2) is None
+    with pytest.raises(srv.ServerError, match="not as token ids"):
+        srv._logprobs({"top_logprobs": [{"Paris": -0.1}]}, 1)
