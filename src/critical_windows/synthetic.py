@@ -872,16 +872,20 @@ def score_run(
     *,
     jump: float,
     drop: float,
+    max_span: float = 0.2,
     readout: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(TRUTH, scorecard) of a workflow run of the synthetic model `model_path`; `readout`:
-    its READOUT_WINDOWS, scored as ``forced_rule`` when they hold a forced curve."""
+    """(TRUTH, scorecard) of a workflow run of the synthetic model `model_path`, its span
+    truth with the run's `windows.max_span`; `readout`: its READOUT_WINDOWS, scored as
+    ``forced_rule`` when they hold a forced curve."""
     if not is_synthetic(model_path):
         raise ValueError(
             f"model path {model_path!r} is not the synthetic model: only its windows are "
             "known exactly and can be scored"
         )
-    truth_ = truth(load(model_path), questions, base, truncated, jump=jump, drop=drop)
+    truth_ = truth(
+        load(model_path), questions, base, truncated, jump=jump, drop=drop, max_span=max_span
+    )
     return truth_, score(windows, truncated, truth_, readout)
 
 
@@ -1019,7 +1023,6 @@ def evaluate(
     fdr: float,
     rule: str = "steps",
     max_span: float | None = None,
-    drop_alpha: float | None = None,
 ) -> tuple[pl.DataFrame, dict[str, float]]:
     """Detect windows on a sub-grid and sub-sample of a simulation with the window `rule`
     (windows.call_windows) and score them.
@@ -1039,7 +1042,6 @@ def evaluate(
         fdr=fdr,
         rule=rule,
         max_span=span,
-        drop_alpha=windows.DROP_ALPHA if drop_alpha is None else drop_alpha,
     )
     truth_ = truth(model, sim.questions, sim.base, truncated, jump=jump, drop=drop, max_span=span)
     n = sim.base.height
