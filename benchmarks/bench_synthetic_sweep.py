@@ -50,6 +50,13 @@ def main() -> None:
     parser.add_argument("--drop", type=float, default=0.3)
     parser.add_argument("--fdr", type=float, default=0.05)
     parser.add_argument("--max-span", type=float, default=0.2, help="of the span rule")
+    parser.add_argument(
+        "--rule-seeds",
+        type=int,
+        nargs="+",
+        default=[2243, 1, 2, 3, 4],
+        help="seeds (questions and samples) of the window-rule comparison",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "results/benchmarks/synthetic_sweep.csv")
     args = parser.parse_args()
 
@@ -118,57 +125,73 @@ def main() -> None:
 
 
 def compare_rules(
-    model: synthetic.SyntheticModel, sim: simulation.Simulation, args: Namespace
+    model: synthetic.SyntheticModel, first: simulation.Simulation, args: Namespace
 ) -> None:
     """The window rules (research `steps`, grid-free `span`) on the paper's grid and on the
-    dense one at the same number of continuations per question (issue #17)."""
+    dense one at the same number of continuations per question (issue #17), for every seed
+    of `args.rule_seeds` (questions and samples drawn anew), and their mean over seeds."""
     rows = []
-    for total in RULE_BUDGETS:
-        for grid in ("paper", "twentieths"):
-            levels = GRIDS[grid]
-            m = round(total / len(levels))
-            for rule in ("steps", "span"):
-                card, cost = simulation.evaluate(
-                    model,
-                    sim,
-                    levels,
-                    m,
-                    jump=args.jump,
-                    drop=args.drop,
-                    fdr=args.fdr,
-                    rule=rule,
-                    max_span=args.max_span,
-                )
-                rows.append(
-                    card.filter(pl.col("population") == "all").with_columns(
-                        budget=pl.lit(total),
-                        grid=pl.lit(grid),
-                        n_levels=pl.lit(len(levels)),
-                        samples_per_level=pl.lit(m),
-                        rule=pl.lit(rule),
-                        tokens_per_question=pl.lit(cost["tokens_per_question"]),
+    levels_needed = sorted({*GRIDS["paper"], *GRIDS["twentieths"]})
+    for seed in args.rule_seeds:
+        if seed == args.seed:
+            sim = first
+        else:
+            questions = benchmarks.prepare_bundled(
+                DATASETS, resources=ROOT / "resources/datasets", n=args.questions, seed=seed
+            )
+            sim = simulation.simulate(model, questions, levels_needed, max(SAMPLES), seed)
+        for total in RULE_BUDGETS:
+            for grid in ("paper", "twentieths"):
+                levels = GRIDS[grid]
+                m = round(total / len(levels))
+                for rule in ("steps", "span"):
+                    card, cost = simulation.evaluate(
+                        model,
+                        sim,
+                        levels,
+                        m,
+                        jump=args.jump,
+                        drop=args.drop,
+                        fdr=args.fdr,
+                        rule=rule,
+                        max_span=args.max_span,
                     )
-                )
+                    rows.append(
+                        card.filter(pl.col("population") == "all").with_columns(
+                            seed=pl.lit(seed),
+                            budget=pl.lit(total),
+                            grid=pl.lit(grid),
+                            n_levels=pl.lit(len(levels)),
+                            samples_per_level=pl.lit(m),
+                            rule=pl.lit(rule),
+                            tokens_per_question=pl.lit(cost["tokens_per_question"]),
+                        )
+                    )
     out = pl.concat(rows).filter(
         pl.col("truth").is_in(["planted", "span"]) & (pl.col("method") == "rule")
     )
     path = args.out.with_name("synthetic_rules.csv")
     out.write_csv(path)
-    shown = out.select(
-        "budget",
-        "grid",
-        "samples_per_level",
-        "rule",
-        "truth",
-        "true_windows",
-        "detected",
-        pl.col("precision").round(3),
-        pl.col("recall").round(3),
-        pl.col("start_error_frac").round(3).alias("start_err"),
-        pl.col("width_tokens").round(1).alias("width"),
+    key = ["budget", "grid", "samples_per_level", "rule", "truth"]
+    shown = (
+        out.group_by(key, maintain_order=True)
+        .agg(
+            pl.col("true_windows").mean(),
+            pl.col("detected").mean(),
+            pl.col("precision").mean().round(3),
+            pl.col("recall").mean().round(3),
+            pl.col("precision").min().round(3).alias("precision_min"),
+            pl.col("recall").min().round(3).alias("recall_min"),
+            pl.col("start_error_frac").mean().round(3).alias("start_err"),
+            pl.col("width_tokens").mean().round(1).alias("width"),
+        )
+        .sort("budget", "truth", "grid", "rule")
     )
-    print("\nWindow rules at the same continuations per question (truths: planted token, span)")
-    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=160, tbl_hide_dataframe_shape=True):
+    print(
+        f"\nWindow rules at the same continuations per question, mean over seeds "
+        f"{args.rule_seeds} (truths: planted token, span)"
+    )
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=180, tbl_hide_dataframe_shape=True):
         print(shown)
     print(f"wrote {path}")
 

@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 from conftest import make_workdir, snakemake
 
+from critical_windows.analysis import windows
 from critical_windows.cot import prompts
 from critical_windows.cot.generation import truncate_responses
 from critical_windows.data import benchmarks
@@ -277,3 +278,46 @@ def test_workflow_run_on_the_synthetic_model(tmp_path: Path) -> None:
     assert pooled.filter(pl.col("truth") == "planted")["true_windows"][0] == (
         truth["planted_token"].is_not_null().sum()
     )
+
+
+def test_score_run_takes_the_span_truth_at_the_runs_max_span(model, questions) -> None:
+    levels = [0.05, 0.1, 0.3, 0.5, 0.7, 0.9]
+    sim = simulation.simulate(model, questions, levels, 4, 2243)
+    graded = simulation.graded_frame(sim, levels, 4)
+    _, found = windows.detect(
+        graded, sim.truncated, sim.base, jump=0.5, drop=0.3, fdr=0.05, rule="span"
+    )
+
+    def truth(**kw) -> pl.DataFrame:
+        t, _ = scorecard.score_run(
+            "synthetic", questions, sim.base, sim.truncated, found, jump=0.5, drop=0.3, **kw
+        )
+        return t.with_columns(width=pl.col("span_token_end") - pl.col("span_token_start"))
+
+    default, narrow = truth(), truth(max_span=0.05)
+    wider = pl.col("width") > (0.05 * pl.col("n_response_tokens")).floor()
+    assert narrow.filter(wider).height == 0 and default.filter(wider).height > 0
+    assert narrow["span_token"].null_count() > default["span_token"].null_count()
+
+
+def test_span_rule_on_a_dense_grid_is_as_good_as_the_research_rule_on_the_paper_grid(
+    model, questions
+) -> None:
+    # the same continuations per question (600): 6 levels of 100, 19 levels of 32
+    paper, dense = [0.05, 0.1, 0.3, 0.5, 0.7, 0.9], [round(0.05 * i, 2) for i in range(1, 20)]
+    sim = simulation.simulate(model, questions, sorted({*paper, *dense}), 100, 2243)
+
+    def quality(levels: list[float], m: int, rule: str) -> dict:
+        card, _ = simulation.evaluate(
+            model, sim, levels, m, jump=0.5, drop=0.3, fdr=0.05, rule=rule
+        )
+        return card.filter(
+            (pl.col("population") == "all")
+            & (pl.col("truth") == "span")
+            & (pl.col("method") == "rule")
+        ).row(0, named=True)
+
+    research, span = quality(paper, 100, "steps"), quality(dense, 32, "span")
+    assert span["true_windows"] >= 30
+    assert span["precision"] >= research["precision"] - 0.05
+    assert span["recall"] >= research["recall"] - 0.05

@@ -26,6 +26,7 @@ rule score_windows:
         model_path=model_path,
         jump=config["windows"]["jump"],
         drop=config["windows"]["drop"],
+        max_span=config["windows"].get("max_span", 0.2),
         code=stage_code("score_windows"),
     script:
         "../scripts/score_windows.py"

@@ -29,7 +29,6 @@ rule detect_windows:
         fdr=config["windows"]["fdr"],
         rule=config["windows"].get("rule", "steps"),
         max_span=config["windows"].get("max_span", 0.2),
-        drop_alpha=config["windows"].get("drop_alpha", 0.05),
         seed=config["seed"],
         code=stage_code("detect_windows"),
     script:

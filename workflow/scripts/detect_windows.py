@@ -16,7 +16,7 @@ def read(paths, schema):
 
 params = snakemake.params
 graded = read(snakemake.input.graded, tables.GRADED)
-rule = {"rule": params.rule, "max_span": params.max_span, "drop_alpha": params.drop_alpha}
+rule = {"rule": params.rule, "max_span": params.max_span}
 curves, found = windows.detect(
     graded,
     read(snakemake.input.truncated, tables.TRUNCATED),

@@ -24,9 +24,15 @@ truth, card = scorecard.score_run(
     read(snakemake.input.windows, tables.WINDOWS),
     jump=params.jump,
     drop=params.drop,
+    max_span=params.max_span,
     readout=read(snakemake.input.readout_windows, tables.READOUT_WINDOWS),
 )
-meta = {"model_path": params.model_path, "jump": params.jump, "drop": params.drop}
+meta = {
+    "model_path": params.model_path,
+    "jump": params.jump,
+    "drop": params.drop,
+    "max_span": params.max_span,
+}
 tables.write_table(truth, snakemake.output.truth, tables.SYNTHETIC_TRUTH, meta)
 write_atomic(snakemake.output.scorecard, card.write_csv())
 with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=200):

@@ -10,7 +10,9 @@ so that a jump of 0 -> 0.75 seen in 4 samples can be told from one seen in 100.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import NormalDist
 
+import numpy as np
 import polars as pl
 
 from critical_windows.analysis.statistics import bh_adjust, fisher_greater, wilson_interval
@@ -170,26 +172,73 @@ def find_windows(
         .group_by(unit, maintain_order=True)
         .first()
         .select(*unit, "level_lo", "level_hi", "p_value", "q_value", jump=pl.col("rise"))
+        .with_columns(_over=pl.col("jump") > jump)
     )
     falls = step.group_by(unit).agg(max_drop=(-pl.col("rise")).max().clip(lower_bound=0.0))
-    return _call(curve, unit, columns.p, largest, falls, jump=jump, drop=drop, fdr=fdr)
+    return _call(curve, unit, columns.p, largest, falls, drop=drop, fdr=fdr)
 
 
 RULES = ("steps", "span")
 MAX_SPAN = 0.2  # the widest span of the span rule, as a fraction of the response's tokens
-DROP_ALPHA = 0.05  # a fall vetoes a span-rule window only when significant at this level
+# The research rule compares each step's estimated rise with `jump`: in effect a one-sided
+# test that the rise exceeds `jump` at level 1/2 (z = 0). The span rule spends that level
+# over the spans it compares where the research rule compares one step (`rise_bounds`).
+STEP_LEVEL = 0.5
+# A level joins the plateau of its neighbours while their Wilson intervals at z = 1 (one
+# standard error) still share a point (`plateaus`).
+PLATEAU_Z = 1.0
+
+
+def plateaus(
+    curve: pl.DataFrame, columns: CurveColumns = CONSISTENCY, z: float = PLATEAU_Z
+) -> pl.DataFrame:
+    """Per measured level of each curve, its samples pooled with its plateau on either side:
+    `k_before`, `n_before` over the level and the consecutive levels before it, `k_after`,
+    `n_after` over the level and those after it. The anchor is exact, not measured, and is
+    in no plateau.
+
+    A plateau grows one level at a time while the Wilson intervals at `z` of every run
+    pooled so far still share a point (the intersection-of-confidence-intervals rule,
+    Goldenshluger and Nemirovski 1997): levels on a flat stretch of P pool their samples,
+    and a level across a change larger than the noise ends the plateau.
+    """
+    unit = list(columns.unit)
+    measured = curve.filter(pl.col(columns.p).is_not_null())
+    if columns.anchor is not None:
+        measured = measured.filter(pl.col("level") != columns.anchor)
+    measured = measured.sort(*unit, "level").select(*unit, "level", k=columns.k, n=columns.n)
+    pooled: dict[str, list[int]] = {c: [] for c in ("k_before", "n_before", "k_after", "n_after")}
+    for group in measured.partition_by(unit, maintain_order=True):
+        k = group["k"].to_numpy().astype(np.int64)
+        n = group["n"].to_numpy().astype(np.int64)
+        for i in range(len(k)):
+            for side, order in (("before", np.arange(i, -1, -1)), ("after", np.arange(i, len(k)))):
+                k_run, n_run = np.cumsum(k[order]), np.cumsum(n[order])
+                low, high = wilson_interval(k_run, n_run, z)
+                meet = np.maximum.accumulate(low) <= np.minimum.accumulate(high)
+                last = len(order) - 1 if meet.all() else int(np.argmin(meet)) - 1
+                pooled[f"k_{side}"].append(int(k_run[last]))
+                pooled[f"n_{side}"].append(int(n_run[last]))
+    return measured.select(*unit, "level").with_columns(
+        **{c: pl.Series(v, dtype=pl.Int64) for c, v in pooled.items()}
+    )
 
 
 def spans(
     curve: pl.DataFrame, columns: CurveColumns = CONSISTENCY, max_span: float = MAX_SPAN
 ) -> pl.DataFrame:
     """Every span between two levels with a defined P(f) at most `max_span` apart, and every
-    step between consecutive levels however wide, with two one-sided Fisher tests: that P
-    rises across the span (`p_value`) and that it falls (`fall_p_value`).
+    step between consecutive levels however wide; with the number of steps it covers
+    (`n_steps`), whether it ends at the anchor (`anchored`), the samples it is read from
+    (`k_lo`, `n_lo`, `k_hi`, `n_hi`), its `rise` and the one-sided Fisher test that P rises
+    across it (`p_value`).
 
-    A grid whose consecutive levels are all more than `max_span` apart but for the widest
-    step (the paper's: 0.05, 0.1, 0.3, ..., 0.9, 1) has exactly its steps as spans. The
-    anchor is counted as in `steps`.
+    A span is read from the plateau before its lower level and the plateau after its upper
+    one (`plateaus`), so that on a dense grid each end has the samples of the flat stretch
+    it sits on, not of one level. On a curve whose spans are its steps (a grid whose
+    consecutive levels are all more than `max_span` apart but for the widest step, like the
+    paper's 0.05, 0.1, 0.3, ..., 0.9, 1) each level is read alone, as the research rule
+    reads it. The anchor is counted as in `steps`, with as many samples as the lower end.
     """
     unit = list(columns.unit)
     defined = (
@@ -201,28 +250,73 @@ def spans(
     lo = defined.rename({c: f"{c}_lo" for c in ("_i", "level", "p", "k", "n")})
     hi = defined.rename({c: f"{c}_hi" for c in ("_i", "level", "p", "k", "n")})
     width = (pl.col("level_hi") - pl.col("level_lo")).round(_DECIMALS)
+    plateau = plateaus(curve, columns)
+    before = plateau.select(*unit, level_lo="level", _k_lo="k_before", _n_lo="n_before")
+    after = plateau.select(*unit, level_hi="level", _k_hi="k_after", _n_hi="n_after")
     anchored = pl.lit(False) if columns.anchor is None else pl.col("level_hi") == columns.anchor
     out = (
         lo.join(hi, on=unit, how="inner")
-        .filter(
-            (pl.col("_i_hi") > pl.col("_i_lo"))
-            & ((width <= max_span) | (pl.col("_i_hi") == pl.col("_i_lo") + 1))
+        .with_columns(n_steps=pl.col("_i_hi") - pl.col("_i_lo"))
+        .filter((pl.col("n_steps") > 0) & ((width <= max_span) | (pl.col("n_steps") == 1)))
+        .with_columns(width=width, anchored=anchored)
+        .with_columns(_alone=(pl.col("n_steps") == 1).all().over(unit))
+        .join(before, on=[*unit, "level_lo"], how="left")
+        .join(after, on=[*unit, "level_hi"], how="left")
+    )
+    alone = pl.col("_alone")
+    k_lo = pl.when(alone).then("k_lo").otherwise("_k_lo")
+    n_lo = pl.when(alone).then("n_lo").otherwise("_n_lo")
+    out = (
+        out.with_columns(k_lo=k_lo, n_lo=n_lo)
+        .with_columns(
+            k_hi=pl.when("anchored").then("n_lo").when(alone).then("k_hi").otherwise("_k_hi"),
+            n_hi=pl.when("anchored").then("n_lo").when(alone).then("n_hi").otherwise("_n_hi"),
         )
         .with_columns(
-            width=width,
-            rise=(pl.col("p_hi") - pl.col("p_lo")).round(_DECIMALS),
-            k_hi=pl.when(anchored).then(pl.col("n_lo")).otherwise(pl.col("k_hi")),
-            n_hi=pl.when(anchored).then(pl.col("n_lo")).otherwise(pl.col("n_hi")),
+            rise=pl.when(alone)
+            .then(pl.col("p_hi") - pl.col("p_lo"))
+            .otherwise(pl.col("k_hi") / pl.col("n_hi") - pl.col("k_lo") / pl.col("n_lo"))
+            .round(_DECIMALS),
         )
-        .drop("_i_lo", "_i_hi")
+        .drop("_i_lo", "_i_hi", "_alone", "_k_lo", "_n_lo", "_k_hi", "_n_hi")
         .sort(*unit, "level_lo", "level_hi")
     )
     k_hi, n_hi, k_lo, n_lo = (out[c].to_numpy() for c in ("k_hi", "n_hi", "k_lo", "n_lo"))
-    rises = fisher_greater(k_hi, n_hi, k_lo, n_lo)
-    falls = fisher_greater(k_lo, n_lo, k_hi, n_hi)
     return out.with_columns(
-        p_value=pl.Series(rises, dtype=pl.Float64).fill_nan(None),
-        fall_p_value=pl.Series(falls, dtype=pl.Float64).fill_nan(None),
+        p_value=pl.Series(fisher_greater(k_hi, n_hi, k_lo, n_lo), dtype=pl.Float64).fill_nan(None)
+    )
+
+
+def rise_bounds(span: pl.DataFrame, unit: list[str]) -> pl.DataFrame:
+    """`span` (a `spans` frame) with one-sided bounds on each span's rise, `rise_low` and
+    `rise_high`: Newcombe's hybrid score interval (his method 10) at a level that counts the
+    spans of its curve.
+
+    The research rule calls a step by its estimate against the threshold, a one-sided test
+    at level `STEP_LEVEL` (z = 0). A curve with S spans over K steps tests each span at
+    STEP_LEVEL * K / S (Bonferroni over the S / K spans that stand where one step stood),
+    so that comparing more spans does not carry more noise over the threshold. Where the
+    spans are the steps, z = 0 and both bounds are the rise itself. P at the anchor is
+    exact: its side adds no width.
+    """
+    level = STEP_LEVEL * (pl.col("n_steps") == 1).sum() / pl.len()
+    span = span.with_columns(_level=level.over(unit))
+    z_of = {a: NormalDist().inv_cdf(1 - a) for a in span["_level"].unique().to_list()}
+    z = span["_level"].replace_strict(z_of, return_dtype=pl.Float64).to_numpy()
+    exact = span["anchored"].to_numpy()
+    k_hi, n_hi, k_lo, n_lo = (span[c].to_numpy() for c in ("k_hi", "n_hi", "k_lo", "n_lo"))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p_hi, p_lo = k_hi / n_hi, k_lo / n_lo
+    l_hi, u_hi = wilson_interval(k_hi, n_hi, z)
+    l_lo, u_lo = wilson_interval(k_lo, n_lo, z)
+    l_hi, u_hi = np.where(exact, p_hi, l_hi), np.where(exact, p_hi, u_hi)
+    rise = span["rise"].to_numpy()
+    low = np.round(rise - np.hypot(p_hi - l_hi, u_lo - p_lo), _DECIMALS)
+    high = np.round(rise + np.hypot(u_hi - p_hi, p_lo - l_lo), _DECIMALS)
+    alone = z == 0
+    return span.drop("_level").with_columns(
+        rise_low=pl.Series(np.where(alone, rise, low), dtype=pl.Float64),
+        rise_high=pl.Series(np.where(alone, rise, high), dtype=pl.Float64),
     )
 
 
@@ -233,52 +327,44 @@ def find_windows_span(
     drop: float,
     fdr: float,
     max_span: float = MAX_SPAN,
-    drop_alpha: float = DROP_ALPHA,
     columns: CurveColumns = CONSISTENCY,
 ) -> pl.DataFrame:
-    """The span rule (issue #17): a window is the shortest span of `spans` across which P
-    rises by more than `jump` (ties: the larger rise, then the earlier), on a curve with no
-    real fall: no span across which P falls by more than `drop` with a one-sided Fisher
-    p-value at most `drop_alpha`. One noisy level on a dense grid does not veto a window.
+    """The span rule (issue #17): a window is the span of `spans` over the fewest steps
+    whose rise is above `jump` by its lower bound (`rise_bounds`; ties: the larger rise,
+    then the earlier), on a curve where no span falls by more than `drop` by the same
+    bound. A level that noise lifts or drops on a dense grid neither makes nor vetoes a
+    window.
 
-    Columns as `find_windows`: `level_lo`, `level_hi`, `jump` are the chosen span (without a
-    rise above `jump`, the span of the largest rise, ties the earlier); `max_drop` is the
-    largest real fall (0 without one); `q_value` is Benjamini-Hochberg over every span of
-    every curve passed in. On a grid whose spans are its steps, it differs from the research
-    rule only where a fall above `drop` is not significant.
+    Columns as `find_windows`: `level_lo`, `level_hi`, `jump` (its estimated rise) are the
+    chosen span (without a rise above `jump`, the span of the largest rise, ties the
+    earlier); `max_drop` is the largest fall by its lower bound (0 without a fall);
+    `q_value` is Benjamini-Hochberg over every span of every curve passed in. On a curve
+    whose spans are its steps, every column is the research rule's.
     """
     unit = list(columns.unit)
-    span = spans(curve, columns, max_span)
+    span = rise_bounds(spans(curve, columns, max_span), unit)
     span = span.with_columns(
         q_value=pl.Series(bh_adjust(span["p_value"].to_numpy()), dtype=pl.Float64).fill_nan(None),
-        _over=pl.col("rise") > jump,
+        _over=pl.col("rise_low") > jump,
     )
+    first = [False for _ in unit]
     ranked = pl.concat(
         [
             span.filter(pl.col("_over")).sort(
-                [*unit, "width", "rise", "level_lo"],
-                descending=[*(False for _ in unit), False, True, False],
+                [*unit, "n_steps", "rise", "level_lo"], descending=[*first, False, True, False]
             ),
             span.filter(~pl.col("_over")).sort(
-                [*unit, "rise", "level_lo"], descending=[*(False for _ in unit), True, False]
+                [*unit, "rise", "level_lo"], descending=[*first, True, False]
             ),
         ]
     )
     chosen = (
         ranked.group_by(unit, maintain_order=True)
         .first()
-        .select(*unit, "level_lo", "level_hi", "p_value", "q_value", jump=pl.col("rise"))
+        .select(*unit, "level_lo", "level_hi", "p_value", "q_value", "_over", jump=pl.col("rise"))
     )
-    span = span.with_columns(
-        fall_q_value=pl.Series(
-            bh_adjust(span["fall_p_value"].to_numpy()), dtype=pl.Float64
-        ).fill_nan(None)
-    )
-    real = (-pl.col("rise") > drop) & (pl.col("fall_q_value") <= drop_alpha)
-    falls = span.group_by(unit).agg(
-        max_drop=pl.when(real).then(-pl.col("rise")).otherwise(0.0).max()
-    )
-    return _call(curve, unit, columns.p, chosen, falls, jump=jump, drop=drop, fdr=fdr)
+    falls = span.group_by(unit).agg(max_drop=(-pl.col("rise_high")).max().clip(lower_bound=0.0))
+    return _call(curve, unit, columns.p, chosen, falls, drop=drop, fdr=fdr)
 
 
 def call_windows(
@@ -289,7 +375,6 @@ def call_windows(
     fdr: float,
     rule: str = "steps",
     max_span: float = MAX_SPAN,
-    drop_alpha: float = DROP_ALPHA,
     columns: CurveColumns = CONSISTENCY,
 ) -> pl.DataFrame:
     """`find_windows` (rule "steps", the research rule) or `find_windows_span` ("span")."""
@@ -302,7 +387,6 @@ def call_windows(
             drop=drop,
             fdr=fdr,
             max_span=max_span,
-            drop_alpha=drop_alpha,
             columns=columns,
         )
     raise ValueError(f"windows.rule {rule!r}: expected one of {', '.join(RULES)}")
@@ -318,7 +402,6 @@ def detect(
     fdr: float,
     rule: str = "steps",
     max_span: float = MAX_SPAN,
-    drop_alpha: float = DROP_ALPHA,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Curves and windows of one run: every dataset of a model at once.
 
@@ -327,9 +410,7 @@ def detect(
     by `dataset` to write.
     """
     curve = _with_cuts(curves(graded), truncated, base)
-    calls = call_windows(
-        curve, jump=jump, drop=drop, fdr=fdr, rule=rule, max_span=max_span, drop_alpha=drop_alpha
-    )
+    calls = call_windows(curve, jump=jump, drop=drop, fdr=fdr, rule=rule, max_span=max_span)
     questions = graded.group_by(_QUESTION).agg(
         pl.col("gold", "orig_answer", "direct_answer", "orig_is_right", "direct_is_right").first()
     )
@@ -432,13 +513,12 @@ def _call(
     chosen: pl.DataFrame,
     falls: pl.DataFrame,
     *,
-    jump: float,
     drop: float,
     fdr: float,
 ) -> pl.DataFrame:
-    """Per unit: its number of levels, the chosen rise (`jump`, its q-value) and the largest
-    fall that counts (`max_drop`), and the calls of both rules: `has_window` and
-    `significant`."""
+    """Per unit: its number of levels, the chosen rise (`jump`, its q-value, `_over`: whether
+    it clears the threshold by the rule's measure) and the largest fall that counts
+    (`max_drop`), and the calls of both rules: `has_window` and `significant`."""
     levels = curve.group_by(unit).agg(n_levels=pl.col(p).is_not_null().sum())
     return (
         levels.join(chosen, on=unit, how="left")
@@ -446,7 +526,8 @@ def _call(
         .with_columns(
             significant=pl.col("q_value") <= fdr,
             has_window=pl.when(pl.col("level_lo").is_not_null()).then(
-                (pl.col("jump") > jump) & (pl.col("max_drop") <= drop)
+                pl.col("_over") & (pl.col("max_drop") <= drop)
             ),
         )
+        .drop("_over")
     )

@@ -321,17 +321,20 @@ def score_run(
     *,
     jump: float,
     drop: float,
+    max_span: float = 0.2,
     readout: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(tables.SYNTHETIC_TRUTH, scorecard) of a workflow run of the synthetic model
-    `model_path`; `readout`: its READOUT_WINDOWS, scored as ``forced_rule`` when they hold a
-    forced curve."""
+    `model_path`, its span truth with the run's `windows.max_span`; `readout`: its
+    READOUT_WINDOWS, scored as ``forced_rule`` when they hold a forced curve."""
     if not is_synthetic(model_path):
         raise ValueError(
             f"model path {model_path!r} is not the synthetic model: only its windows are "
             "known exactly and can be scored"
         )
-    truth_ = truth(load(model_path), questions, base, truncated, jump=jump, drop=drop)
+    truth_ = truth(
+        load(model_path), questions, base, truncated, jump=jump, drop=drop, max_span=max_span
+    )
     return truth_, score(windows, truncated, truth_, readout)
 
 

@@ -152,7 +152,6 @@ def evaluate(
     fdr: float,
     rule: str = "steps",
     max_span: float | None = None,
-    drop_alpha: float | None = None,
 ) -> tuple[pl.DataFrame, dict[str, float]]:
     """Detect windows on a sub-grid and sub-sample of a simulation with the window `rule`
     (windows.call_windows) and score them.
@@ -172,7 +171,6 @@ def evaluate(
         fdr=fdr,
         rule=rule,
         max_span=span,
-        drop_alpha=windows.DROP_ALPHA if drop_alpha is None else drop_alpha,
     )
     truth_ = truth(model, sim.questions, sim.base, truncated, jump=jump, drop=drop, max_span=span)
     n = sim.base.height
