@@ -55,6 +55,7 @@ def test_stage_code_follows_the_imports_of_each_stage() -> None:
     figure = _names("plot_figure")
     assert "views/figures.py" in figure and not any(n.startswith("engine/") for n in figure)
     assert "views/templates/explorer.js" in _names("build_explorer")
+    assert not any("templates" in n for n in figure)  # figures read no template
 
 
 def test_stage_code_changes_with_the_code_and_not_with_the_checkout(tmp_path: Path) -> None:

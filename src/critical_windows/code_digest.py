@@ -57,7 +57,8 @@ def _direct_imports(path: Path) -> frozenset[str]:
 
 def imported_modules(script: str | Path) -> list[Path]:
     """Every package source file that `script` imports, transitively, in a stable order,
-    with the template files (a `templates/` folder beside a module) that modules read."""
+    with the template files of the modules that read them (those that declare
+    `TEMPLATES`, the `templates/` folder beside them)."""
     seen: set[Path] = set()
     todo = [Path(script).resolve()]
     while todo:
@@ -66,8 +67,19 @@ def imported_modules(script: str | Path) -> list[Path]:
             if path is not None and path not in seen:
                 seen.add(path)
                 todo.append(path)
-    templates = {t for p in seen for t in (p.parent / "templates").glob("*") if t.is_file()}
-    return sorted(seen | templates)
+    templates = {t for p in seen if _reads_templates(p) for t in (p.parent / "templates").glob("*")}
+    return sorted(seen | {t for t in templates if t.is_file()})
+
+
+@cache
+def _reads_templates(path: Path) -> bool:
+    """Whether the module declares `TEMPLATES`: it reads the files of `templates/` beside it."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    return any(
+        isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "TEMPLATES" for t in node.targets)
+        for node in tree.body
+    )
 
 
 def stage_code(script: str | Path) -> str:
