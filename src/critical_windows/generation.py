@@ -20,7 +20,14 @@ from typing import Any
 import polars as pl
 
 from critical_windows import readout, tables
-from critical_windows.backends import Backend, Completion, EngineSettings, Sampling, load_backend
+from critical_windows.backends import (
+    Backend,
+    Completion,
+    EngineSettings,
+    LazyBackend,
+    Sampling,
+    lazy_backend,
+)
 from critical_windows.journal import Journal, request_key
 from critical_windows.journal import context as journal_context
 from critical_windows.server import PartialBatch
@@ -486,11 +493,14 @@ def run_model_stage(
     shard: int,
     shards: int,
     journal_dir: Path,
+    load: Callable[..., Backend] | None = None,
 ) -> None:
     """Run `stage` on the questions of one shard of every dataset, one engine for all.
 
     `inputs` maps a table name ("questions", "base", ...) to {dataset: path}; `outputs`
-    maps each dataset to the path of its shard of the stage's table.
+    maps each dataset to the path of its shard of the stage's table. The engine
+    (`load`, with load_backend's arguments; default load_backend) starts only if a request
+    is not in the journal yet (backends.LazyBackend).
     """
     schemas = {
         "questions": tables.QUESTIONS,
@@ -510,13 +520,14 @@ def run_model_stage(
         for ds in outputs
     }
     check_readout(settings, frames)
-    backend = load_backend(
+    backend = lazy_backend(
         settings.backend,
         settings.model_path,
         settings.engine,
         settings.revision,
         server=settings.server,
         served_model=settings.served_model,
+        load=load,
     )
     gen = Generator(backend, Journal(journal_dir), settings)
     # One pass over all datasets at once, so that batches are full; split afterwards.
@@ -545,6 +556,8 @@ def run_model_stage(
         schema = tables.ELICITED
     else:
         raise ValueError(f"unknown model stage {stage!r}")
+    if isinstance(backend, LazyBackend) and not backend.started:
+        log.info("%s: every request was journaled; no engine started", stage)
     for ds, path in outputs.items():
         ids = frames[ds]["questions" if "questions" in inputs else "base"]["question_id"]
         part = table.filter(pl.col("question_id").is_in(ids.implode()))
