@@ -414,3 +414,10 @@ def test_a_stage_with_every_request_journaled_starts_no_engine(
     assert stage("third.parquet", load).equals(first)
     assert len(started) == 2 and len(keys) == 2 * questions.height
     assert made[-1].calls == [1]
+
+
+def test_a_cpu_block_size_vllm_cannot_serve_is_refused_by_name() -> None:
+    for bad in (16, 48, 0, "32"):
+        with pytest.raises(ValueError, match="engine.cpu_block_size"):
+            EngineSettings(cpu_block_size=bad)
+    assert EngineSettings(cpu_block_size=None).cpu_block_size is None

@@ -75,7 +75,7 @@ class EngineSettings:
     threads: int | None = None
     # Tokens per KV-cache block on vLLM-CPU, the unit its prefix cache serves (a multiple
     # of 32 there); None: vLLM's own choice (128 on CPU, 16 on GPUs). GPUs keep theirs.
-    cpu_block_size: int | None = None
+    cpu_block_size: int | None = 32
 
     def __post_init__(self) -> None:
         size = self.cpu_block_size
