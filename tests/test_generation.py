@@ -361,3 +361,69 @@ def test_a_journal_entry_short_of_its_samples_is_generated_again(tmp_path: Path)
     Journal(tmp_path).append({req.key: [Completion((1,), "one", "stop")]})
     done = gen.run([req], "test")
     assert backend.calls == [1] and len(done[req.key]) == 2
+
+
+def test_a_stage_with_every_request_journaled_starts_no_engine(
+    tmp_path: Path, embedded_model: Path
+) -> None:
+    """The engine is loaded at the first request to compute (backends.LazyBackend): a
+    rerun whose requests are all journaled writes the same table without one."""
+    from conftest import ROOT
+
+    from critical_windows.cot.runner import run_model_stage
+    from critical_windows.data import benchmarks
+    from critical_windows.engine.registry import load_tokenizer
+
+    questions = benchmarks.prepare_bundled(
+        ["arc_easy"], resources=ROOT / "resources/datasets", n=3, seed=2243
+    )
+    path = tmp_path / "questions.parquet"
+    tables.write_table(questions, path, tables.QUESTIONS, {})
+    settings = _settings(model_path=str(embedded_model))
+    started: list[tuple] = []
+    made: list[FakeBackend] = []
+
+    def load(*args, **kw):
+        started.append(args)
+        made.append(FakeBackend(load_tokenizer(str(embedded_model))))
+        return made[-1]
+
+    def refuse(*args, **kw):
+        raise AssertionError("an engine was started with nothing to compute")
+
+    def stage(out: str, load) -> pl.DataFrame:
+        run_model_stage(
+            "generate_base",
+            settings,
+            {"questions": {"arc_easy": str(path)}},
+            {"arc_easy": str(tmp_path / out)},
+            shard=0,
+            shards=1,
+            journal_dir=tmp_path / "journal",
+            load=load,
+        )
+        return tables.read_table(tmp_path / out, tables.BASE)
+
+    first = stage("first.parquet", load)
+    assert started == [("fake", str(embedded_model), settings.engine, None)]
+    assert stage("again.parquet", refuse).equals(first)
+    # One request short of the journal: the engine starts, once, for that request.
+    import pyarrow.parquet as pq
+
+    journal = Journal(tmp_path / "journal")
+    chunks = sorted(journal.folder.glob("*.parquet"))
+    keys = [k for c in chunks for k in pq.read_table(c, columns=["key"])["key"].to_pylist()]
+    kept = journal.load(keys[1:])
+    for chunk in chunks:
+        chunk.unlink()
+    journal.append(kept)
+    assert stage("third.parquet", load).equals(first)
+    assert len(started) == 2 and len(keys) == 2 * questions.height
+    assert made[-1].calls == [1]
+
+
+def test_a_cpu_block_size_vllm_cannot_serve_is_refused_by_name() -> None:
+    for bad in (16, 48, 0, "32"):
+        with pytest.raises(ValueError, match="engine.cpu_block_size"):
+            EngineSettings(cpu_block_size=bad)
+    assert EngineSettings(cpu_block_size=None).cpu_block_size is None

@@ -32,6 +32,10 @@ DATASETS: tuple[str, ...] = tuple(TASKS)
 HARMFUL_DATASETS = ("advbench", "jailbreakbench", "strongreject")
 """The bundled harmful-request sets (critical_windows.data.harmful)."""
 
+GRADING_PARALLEL_FROM = 64
+"""Fewer MATH strings or pairs than this are graded in the job's own process (no workers):
+the grading job then asks for one thread (workflow/rules/common.smk)."""
+
 PREFILL = "Let's think step by step: "
 """The start of every chain-of-thought answer (METHOD.md, section 2)."""
 

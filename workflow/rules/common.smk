@@ -205,6 +205,17 @@ if ADAPTIVE and CUTS["unit"] != "fraction":
 REASONING = {True: "on", False: "off"}.get(config["reasoning"], config["reasoning"])
 
 
+def grading_threads():
+    """grade_answers forks worker processes only from catalog.GRADING_PARALLEL_FROM MATH
+    strings or pairs on: a dataset with fewer elicited answers grades in the job's own
+    process, so the job asks for one thread and two datasets grade side by side."""
+    q = config["questions_per_dataset"]
+    if q is None or ADAPTIVE or CUTS["unit"] != "fraction":
+        return 4
+    answers = q * (2 + len(config["levels"]) * (1 + config["samples_per_level"]))
+    return 1 if answers < catalog.GRADING_PARALLEL_FROM else 4
+
+
 def check_readout():
     """Responses that the context would cut: refused now (critical_windows.cot.readout)."""
     from critical_windows.cot.readout import check_config as check

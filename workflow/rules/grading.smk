@@ -14,7 +14,7 @@ rule grade_answers:
         "results/benchmarks/grade_answers/{model}/{dataset}.tsv"
     conda:
         "../envs/critical-windows.yaml"
-    threads: 4
+    threads: grading_threads()
     params:
         # math-verify results shared by every job and kept across runs; not an output,
         # because losing it only costs time.

@@ -11,7 +11,7 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from typing import Any
@@ -465,8 +465,3 @@ def _readout_columns(ans: Completion, sampling: Sampling) -> dict[str, Any]:
         first = ans.logprobs[0] if ans.logprobs else None
         probs = readout.letter_distribution(first, sampling.logprob_token_ids)
     return {"answer_probs": probs, "answer_logprob": seq}
-
-
-# --- I/O: what the Snakemake scripts call -------------------------------------------------
-
-Stage = Callable[..., pl.DataFrame]

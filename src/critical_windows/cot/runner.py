@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,8 @@ from critical_windows.cot.generation import (
     resample_prefixes,
 )
 from critical_windows.engine.journal import Journal
-from critical_windows.engine.registry import load_backend
-from critical_windows.engine.types import EngineSettings
+from critical_windows.engine.registry import LazyBackend, lazy_backend
+from critical_windows.engine.types import Backend, EngineSettings
 from critical_windows.io import tables
 
 log = logging.getLogger(__name__)
@@ -35,11 +35,14 @@ def run_model_stage(
     shard: int,
     shards: int,
     journal_dir: Path,
+    load: Callable[..., Backend] | None = None,
 ) -> None:
     """Run `stage` on the questions of one shard of every dataset, one engine for all.
 
     `inputs` maps a table name ("questions", "base", ...) to {dataset: path}; `outputs`
-    maps each dataset to the path of its shard of the stage's table.
+    maps each dataset to the path of its shard of the stage's table. The engine
+    (`load`, with load_backend's arguments; default load_backend) starts only if a request
+    is not in the journal yet (engine.registry.LazyBackend).
     """
     schemas = {
         "questions": tables.QUESTIONS,
@@ -59,13 +62,14 @@ def run_model_stage(
         for ds in outputs
     }
     check_readout(settings, frames)
-    backend = load_backend(
+    backend = lazy_backend(
         settings.backend,
         settings.model_path,
         settings.engine,
         settings.revision,
         server=settings.server,
         served_model=settings.served_model,
+        load=load,
     )
     gen = Generator(backend, Journal(journal_dir), settings)
     # One pass over all datasets at once, so that batches are full; split afterwards.
@@ -94,6 +98,8 @@ def run_model_stage(
         schema = tables.ELICITED
     else:
         raise ValueError(f"unknown model stage {stage!r}")
+    if isinstance(backend, LazyBackend) and not backend.started:
+        log.info("%s: every request was journaled; no engine started", stage)
     for ds, path in outputs.items():
         ids = frames[ds]["questions" if "questions" in inputs else "base"]["question_id"]
         part = table.filter(pl.col("question_id").is_in(ids.implode()))

@@ -73,6 +73,19 @@ class EngineSettings:
     # CPU threads of the engine; None: OMP_NUM_THREADS (Snakemake sets it to the job's
     # `threads`), else every core this process may run on.
     threads: int | None = None
+    # Tokens per KV-cache block on vLLM-CPU, the unit its prefix cache serves (a multiple
+    # of 32 there); None: vLLM's own choice (128 on CPU, 16 on GPUs). GPUs keep theirs.
+    cpu_block_size: int | None = 32
+
+    def __post_init__(self) -> None:
+        size = self.cpu_block_size
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int)):
+            raise ValueError(f"engine.cpu_block_size: {size!r} is not an integer or null")
+        if size is not None and (size < 32 or size % 32):
+            raise ValueError(
+                f"engine.cpu_block_size: {size} is not a multiple of 32 (vLLM-CPU's "
+                "attention kernels work in blocks of 32 tokens)"
+            )
 
 
 class Backend(Protocol):

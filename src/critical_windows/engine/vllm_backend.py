@@ -88,6 +88,8 @@ class VLLMBackend:
             # which CPU generators cannot do: prefill whole prompts instead.
             kwargs["enable_chunked_prefill"] = False
             kwargs["max_num_batched_tokens"] = max(settings.max_model_len, 8192)
+            if settings.cpu_block_size is not None:
+                kwargs["block_size"] = settings.cpu_block_size
         self.llm = LLM(**kwargs)
         # Exact top-p without the full vocabulary sort (critical_windows.engine.nucleus): the same
         # mask, hence the same seeded tokens, as vLLM's own CPU sampler.

@@ -34,7 +34,7 @@ from math_verify import parse, verify
 from math_verify.errors import TimeoutException
 from math_verify.utils import timeout
 
-from critical_windows.catalog import MATH
+from critical_windows.catalog import GRADING_PARALLEL_FROM, MATH
 from critical_windows.grading import answer_forms
 from critical_windows.io.atomic import replacing
 
@@ -59,7 +59,7 @@ the only ones the limits could change, are never cached."""
 RETRY_FACTOR = 4
 """A parse or comparison that timed out is tried again with this many times the limit."""
 
-PARALLEL_FROM = 64
+PARALLEL_FROM = GRADING_PARALLEL_FROM
 """Fewer strings or pairs than this are handled in this process (when it may)."""
 
 _CACHE_SCHEMA = {
