@@ -664,9 +664,9 @@ def test_cli_as_a_module(tmp_path: Path) -> None:
 
 
 def test_the_workflow_knows_from_how_many_strings_grading_forks() -> None:
-    """workflow/rules/grading.smk gives grade_answers one thread below PARALLEL_FROM."""
+    """workflow/rules/common.smk gives grade_answers one thread below PARALLEL_FROM."""
     import re
 
-    rules = Path(__file__).resolve().parents[1] / "workflow/rules/grading.smk"
+    rules = Path(__file__).resolve().parents[1] / "workflow/rules/common.smk"
     found = re.search(r"^GRADING_PARALLEL_FROM = (\d+)$", rules.read_text(), re.M)
     assert found and int(found[1]) == grading.PARALLEL_FROM

@@ -346,3 +346,17 @@ def likelihood_prompt_inputs(wildcards):
         )
     inputs["questions"] = expand("results/datasets/{dataset}.parquet", dataset=wanted)
     return inputs
+
+
+# grade_answers forks worker processes only from grading.PARALLEL_FROM (64) strings or
+# pairs on; a dataset with fewer elicited answers than that grades in the job's own
+# process, so the job asks for one thread and two datasets grade side by side.
+GRADING_PARALLEL_FROM = 64
+
+
+def grading_threads():
+    q = config["questions_per_dataset"]
+    if q is None or ADAPTIVE or CUTS["unit"] != "fraction":
+        return 4
+    answers = q * (2 + len(config["levels"]) * (1 + config["samples_per_level"]))
+    return 1 if answers < GRADING_PARALLEL_FROM else 4
