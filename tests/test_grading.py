@@ -12,8 +12,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from critical_windows.grading.extraction import Extraction, extract_choice, extract_math
 from critical_windows.grading import cli, equivalence, extraction, grader
+from critical_windows.grading.extraction import Extraction, extract_choice, extract_math
 from critical_windows.io import tables
 
 # --------------------------------------------------------------------------- multiple choice
