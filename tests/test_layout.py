@@ -66,6 +66,20 @@ def test_stage_code_changes_with_the_code_and_not_with_the_checkout(tmp_path: Pa
     assert stage_code(script) != stage_code(SCRIPTS / "plot_figure.py")
 
 
+def test_stage_code_reads_the_package_it_is_given(tmp_path: Path) -> None:
+    """The workflow digests its own checkout's package, whichever copy Python imports."""
+    copy = tmp_path / "critical_windows"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    script = SCRIPTS / "plot_figure.py"
+    assert stage_code(script, copy) == stage_code(script)
+    figures = copy / "views" / "figures.py"
+    figures.write_text(figures.read_text() + "\n# an edit\n")
+    assert stage_code(script, copy) != stage_code(script)
+    assert stage_code(SCRIPTS / "grade_answers.py", copy) == stage_code(
+        SCRIPTS / "grade_answers.py"
+    )
+
+
 def _run(root: Path, values: list[float]) -> Path:
     (root / "smollm2" / "math").mkdir(parents=True)
     frame = pl.DataFrame({"question_id": ["a", "b"], "p": values})

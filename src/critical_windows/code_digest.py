@@ -18,12 +18,12 @@ PACKAGE = Path(__file__).resolve().parent
 NAME = PACKAGE.name
 
 
-def _module_file(dotted: str) -> Path | None:
-    """The source file of the package module `dotted` (a package: its __init__.py)."""
+def _module_file(dotted: str, package: Path) -> Path | None:
+    """The source file of the module `dotted` of `package` (a package: its __init__.py)."""
     parts = dotted.split(".")
     if parts[0] != NAME:
         return None
-    base = PACKAGE.joinpath(*parts[1:])
+    base = package.joinpath(*parts[1:])
     for candidate in (base.with_suffix(".py"), base / "__init__.py"):
         if candidate.is_file():
             return candidate
@@ -37,8 +37,8 @@ def _packages_of(dotted: str) -> list[str]:
 
 
 @cache
-def _direct_imports(path: Path) -> frozenset[str]:
-    """Package modules that the file at `path` imports anywhere in its body."""
+def _direct_imports(path: Path, package: Path) -> frozenset[str]:
+    """Modules of `package` that the file at `path` imports anywhere in its body."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
         if isinstance(node, ast.Import):
@@ -49,21 +49,22 @@ def _direct_imports(path: Path) -> frozenset[str]:
         else:
             continue
         for name in names:
-            if _module_file(name) is not None:
+            if _module_file(name, package) is not None:
                 found.add(name)
-                found.update(p for p in _packages_of(name) if _module_file(p) is not None)
+                found.update(p for p in _packages_of(name) if _module_file(p, package))
     return frozenset(found)
 
 
-def imported_modules(script: str | Path) -> list[Path]:
-    """Every package source file that `script` imports, transitively, in a stable order,
-    with the template files of the modules that read them (those that declare
+def imported_modules(script: str | Path, package: Path = PACKAGE) -> list[Path]:
+    """Every source file of `package` that `script` imports, transitively, in a stable
+    order, with the template files of the modules that read them (those that declare
     `TEMPLATES`, the `templates/` folder beside them)."""
     seen: set[Path] = set()
     todo = [Path(script).resolve()]
+    package = Path(package).resolve()
     while todo:
-        for name in _direct_imports(todo.pop()):
-            path = _module_file(name)
+        for name in _direct_imports(todo.pop(), package):
+            path = _module_file(name, package)
             if path is not None and path not in seen:
                 seen.add(path)
                 todo.append(path)
@@ -82,12 +83,13 @@ def _reads_templates(path: Path) -> bool:
     )
 
 
-def stage_code(script: str | Path) -> str:
-    """Digest of `script` and of the package modules it imports (see `imported_modules`)."""
+def stage_code(script: str | Path, package: Path = PACKAGE) -> str:
+    """Digest of `script` and of the modules of `package` it imports (`imported_modules`).
+    The workflow passes its own checkout's package, whichever copy Python would import."""
     digest = hashlib.sha256()
-    script = Path(script).resolve()
+    script, package = Path(script).resolve(), Path(package).resolve()
     named = [(script.name, script)]
-    named += [(str(p.relative_to(PACKAGE.parent)), p) for p in imported_modules(script)]
+    named += [(str(p.relative_to(package.parent)), p) for p in imported_modules(script, package)]
     for name, path in named:  # names, not absolute paths: the same digest in any checkout
         digest.update(f"{name}\n".encode())
         digest.update(path.read_bytes())

@@ -6,6 +6,7 @@ from critical_windows import catalog
 from critical_windows.code_digest import stage_code as _stage_code
 
 SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
+PACKAGE = Path(workflow.basedir) / "src" / "critical_windows"
 MODELS = config["models"]
 # A `datasets` entry is a built-in name or a mapping with a `name` (your own benchmark).
 DATASET_ENTRIES = {
@@ -48,9 +49,9 @@ wildcard_constraints:
 
 
 def stage_code(script):
-    """Digest of a rule's script and of every package module it imports
-    (critical_windows.code_digest), so that editing one of them re-runs the rule."""
-    return _stage_code(SCRIPTS / f"{script}.py")
+    """Digest of a rule's script and of every module of this checkout's package that it
+    imports (critical_windows.code_digest), so that editing one of them re-runs the rule."""
+    return _stage_code(SCRIPTS / f"{script}.py", PACKAGE)
 
 
 def entry_path(entry):
