@@ -50,7 +50,8 @@ wildcard_constraints:
 
 def stage_code(script):
     """Digest of a rule's script and of every module of this checkout's package that it
-    imports (critical_windows.code_digest), so that editing one of them re-runs the rule."""
+    imports (critical_windows.code_digest), so that editing one of them re-runs the rule.
+    """
     return _stage_code(SCRIPTS / f"{script}.py", PACKAGE)
 
 
