@@ -42,6 +42,13 @@ def test_the_workflow_parses_without_the_heavy_libraries() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_the_engine_finds_the_repository_root() -> None:
+    """vLLM's cache goes to the repository's .vllm_cache (git-ignored), not into src/."""
+    from critical_windows.engine.types import PROJECT_ROOT
+
+    assert PROJECT_ROOT == ROOT and (PROJECT_ROOT / "pyproject.toml").is_file()
+
+
 def _names(script: str) -> set[str]:
     return {str(p.relative_to(PACKAGE)) for p in imported_modules(SCRIPTS / f"{script}.py")}
 

@@ -42,7 +42,6 @@ figures and the explorer run unchanged.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -63,8 +62,6 @@ from critical_windows.cot.generation import (
 from critical_windows.engine.types import Sampling
 from critical_windows.grading.extraction import extract
 from critical_windows.io import tables
-
-log = logging.getLogger(__name__)
 
 GRID, BISECTION = "grid", "bisection"
 

@@ -9,15 +9,12 @@ tokenizer and generation config (no hard-coded ids).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-log = logging.getLogger(__name__)
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]  # src/critical_windows/engine/types.py
 
 
 @dataclass(frozen=True)

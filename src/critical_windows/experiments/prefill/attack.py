@@ -14,7 +14,6 @@ PREFILL_JUDGED (one per judge), COMPLIANCE_CURVES and COMPLIANCE_WINDOWS of each
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,8 +32,6 @@ from critical_windows.engine.types import EngineSettings, Sampling
 from critical_windows.experiments.prefill import judges
 from critical_windows.experiments.prefill.judges import Judge, Verdict
 from critical_windows.io import tables
-
-log = logging.getLogger(__name__)
 
 POOLED = "all"
 
