@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -176,6 +177,37 @@ def tokenizer(embedded_model: Path):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(embedded_model)
+
+
+def test_stage_tokenizer_is_autotokenizers_without_its_imports(tokenizer, embedded_model) -> None:
+    from critical_windows.engine.registry import load_tokenizer
+
+    fast = load_tokenizer(str(embedded_model))
+    assert type(fast) is type(tokenizer)
+    assert fast.get_vocab() == tokenizer.get_vocab()
+    assert fast.all_special_ids == tokenizer.all_special_ids
+    text = "Dr. Smith: $\\frac{1}{2}$ is 0.5 <|im_end|> naïve"
+    assert fast(text)["input_ids"] == tokenizer(text)["input_ids"]
+    chat = prompts.cot_messages("What is 2+2?", "math")
+    assert prompts.render(fast, chat, prompts.PREFILL) == prompts.render(
+        tokenizer, chat, prompts.PREFILL
+    )
+    # ... and a stage without an engine does not pay for torch.
+    code = (
+        "import sys; from critical_windows.engine.registry import load_tokenizer; "
+        f"load_tokenizer({str(embedded_model)!r}); print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_materializing_leaves_gguf_as_it_was(embedded_model) -> None:
+    import gguf
+
+    # materialize_embedded caches gguf's reader and name map only while it runs.
+    assert isinstance(gguf.GGUFReader, type)
+    assert gguf.get_tensor_name_map.__module__ == "gguf.tensor_mapping"
+    assert (embedded_model / "model.safetensors").is_file()
 
 
 @pytest.mark.slow

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from critical_windows.engine.transformers_backend import TransformersBackend
@@ -45,9 +47,26 @@ def load_tokenizer(model: str, revision: str | None = None) -> Any:
 
     if synthetic.is_synthetic(model):
         return synthetic.SyntheticTokenizer()
+    if _generic_fast_tokenizer(model):
+        # The class AutoTokenizer would pick, without the 4 s of imports (torch,
+        # transformers' modelling code) that `AutoTokenizer` costs a stage without engine.
+        from transformers import PreTrainedTokenizerFast
+
+        return PreTrainedTokenizerFast.from_pretrained(model, revision=revision)
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(model, revision=revision)
+
+
+GENERIC_TOKENIZER_CLASSES = ("PreTrainedTokenizerFast", "TokenizersBackend")
+
+
+def _generic_fast_tokenizer(model: str) -> bool:
+    """Whether `model` is a local folder whose tokenizer is transformers' generic fast one."""
+    config = Path(model) / "tokenizer_config.json"
+    if not config.is_file():
+        return False
+    return json.loads(config.read_text()).get("tokenizer_class") in GENERIC_TOKENIZER_CLASSES
 
 
 class LazyBackend:
