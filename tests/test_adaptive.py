@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 from conftest import TINY_CONFIG, make_workdir, snakemake
 
-from critical_windows.cot import adaptive, generation
+from critical_windows.cot import adaptive, generation, segmentation
 from critical_windows.cot.generation import Generator, cut_length
 from critical_windows.data import benchmarks
 from critical_windows.engine import synthetic
@@ -78,6 +78,16 @@ def test_bisection_splits_the_jump_down_to_the_minimum_gap() -> None:
     assert lo <= t < hi and hi - lo <= S.min_gap_tokens
 
 
+def test_bisection_at_units_takes_the_unit_cut_nearest_the_middle() -> None:
+    units = [6, 15, 23, 29, 35, 43]
+    points = [(6, "low", 0.1), (35, "high", 1.0)]
+    assert adaptive.next_bisection(points, 50, S, units) == (23, (0.1, 1.0))
+    # no unit starts inside the step: the window is between two neighbouring unit cuts
+    assert adaptive.next_bisection([(29, "low", 0.1), (35, "high", 1.0)], 50, S, units) is None
+    # the step to the whole response splits at the last units
+    assert adaptive.next_bisection([(29, "high", 0.9), (35, "low", 0.2)], 50, S, units)[0] == 43
+
+
 def _level(cut: int, consistent: int, graded: int) -> adaptive.Level:
     return adaptive.Level(cut, cut / 100, "grid", None, consistent, graded, graded)
 
@@ -139,6 +149,31 @@ def test_adaptive_finds_planted_windows_with_fewer_tokens_than_fixed(
     assert got["error_tokens"] < fixed["error_tokens"]
     assert cost["tokens_per_question"] < fixed_cost["tokens_per_question"] / 2
     assert set(resampled["chosen_by"]) == {"grid", "bisection"}
+
+
+def test_adaptive_at_sentence_cuts_samples_only_unit_cuts(questions, tmp_path: Path) -> None:
+    model = synthetic.load("synthetic")
+    cuts = {"unit": "sentence"}
+    card, cost, resampled = simulation.run_adaptive(
+        model, questions, S, 2243, tmp_path, jump=0.5, drop=0.3, fdr=0.05, cuts=cuts
+    )
+    got = scorecard.quality(card)
+    assert got["true_windows"] >= 10
+    assert got["recall"] >= 0.7 and got["precision"] >= 0.7
+    assert set(resampled["chosen_by"]) == {"grid", "bisection"}
+    # every sampled level is one of the unit cuts that `cuts` allows, with its unit index
+    gen = Generator(model, Journal(tmp_path / "gen"), simulation.stage_settings(2243))
+    base = generation.generate_base(gen, questions)
+    units = segmentation.truncate_at_units(
+        base, model.tokenizer, segmentation.CutSettings.from_mapping(cuts)
+    )
+    sampled = resampled.select("question_id", "level").unique()
+    assert sampled.join(units, on=["question_id", "level"], how="anti").height == 0
+    truncated = adaptive.truncate_at_sampled_levels(base, resampled, model.tokenizer, cuts)
+    assert truncated.height == sampled.height
+    assert truncated["unit_index"].null_count() == 0
+    # adaptive sampling chose fewer cuts than the units offer
+    assert cost["levels_per_question"] < units.height / base.height
 
 
 def test_adaptive_resumes_from_the_journal(questions, tmp_path: Path) -> None:

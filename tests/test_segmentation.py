@@ -13,6 +13,7 @@ from conftest import TINY_CONFIG, make_workdir, snakemake
 from critical_windows.cot import segmentation
 from critical_windows.cot.generation import truncate_responses
 from critical_windows.cot.segmentation import Cut, segment, select_cuts, unit_cuts
+from critical_windows.engine import synthetic
 from critical_windows.io import tables
 
 # Base responses of the embedded SmolLM2-135M-Instruct (config.yaml, seed 2243), verbatim.
@@ -292,9 +293,36 @@ def test_sentence_cuts_end_to_end(tmp_path: Path, embedded_model: Path) -> None:
 
 
 @pytest.mark.slow
-def test_unit_cuts_with_adaptive_sampling_are_refused(tmp_path: Path) -> None:
-    config = {**TINY_CONFIG, "cuts": {"unit": "step"}, "sampling_strategy": "adaptive"}
+def test_adaptive_sampling_chooses_among_unit_cuts(tmp_path: Path) -> None:
+    config = {
+        "models": {"synthetic": {"path": "synthetic"}},
+        "datasets": ["arc_easy"],
+        "questions_per_dataset": 8,
+        "engine": {"max_model_len": 16384},
+        "sampling": {"temperature": 0.6, "top_p": 0.9, "max_tokens": 128},
+        "sampling_strategy": "adaptive",
+        "cuts": {"unit": "sentence"},
+        "elicitation_max_tokens": 32,
+        "batch_size": 512,
+    }
     work = make_workdir(tmp_path / "run", config)
-    done = snakemake(work, "-n", check=False)
-    assert done.returncode != 0
-    assert "cuts.unit 'step' with sampling_strategy 'adaptive'" in done.stdout + done.stderr
+    snakemake(work, "results/synthetic/summary.csv", "results/synthetic/explorer.html")
+    out = work / "results/synthetic/arc_easy"
+    base = tables.read_table(out / "base.parquet", tables.BASE)
+    res = tables.read_table(out / "resampled.parquet", tables.RESAMPLED)
+    cut = tables.read_table(out / "truncated.parquet", tables.TRUNCATED)
+    tok = synthetic.SyntheticTokenizer()
+    units = segmentation.truncate_at_units(base, tok, segmentation.CutSettings("sentence"))
+    # the cuts are unit cuts (their unit index kept), exactly the levels resampled
+    assert cut.join(
+        units, on=["question_id", "level", "cut_tokens", "unit_index"], how="anti"
+    ).is_empty()
+    assert (
+        cut.select("question_id", "level")
+        .sort("question_id", "level")
+        .equals(res.select("question_id", "level").unique().sort("question_id", "level"))
+    )
+    assert cut.height < units.height and "bisection" in set(res["chosen_by"])
+    found = tables.read_table(out / "windows.parquet", tables.WINDOWS)
+    hit = found.filter(pl.col("has_window"))
+    assert hit.height > 0 and hit["unit_start"].null_count() == 0

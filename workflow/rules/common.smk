@@ -191,18 +191,14 @@ def adaptive_settings():
             "jump": config["windows"]["jump"],
             "drop": config["windows"]["drop"],
         },
+        # unit cuts: the candidates adaptive sampling chooses from
+        **({"cuts": CUTS} if CUTS["unit"] != "fraction" else {}),
     }
 
 
 ADAPTIVE = config.get("sampling_strategy", "fixed") == "adaptive"
 # Where responses are cut (critical_windows.cot.segmentation): the `levels` grid or units.
 CUTS = {"unit": "fraction", "every": 1, "max": None, **config.get("cuts", {})}
-if ADAPTIVE and CUTS["unit"] != "fraction":
-    raise ValueError(
-        f"cuts.unit {CUTS['unit']!r} with sampling_strategy 'adaptive': adaptive sampling "
-        "chooses fractions of the response itself; use cuts.unit 'fraction' with it, or "
-        "sampling_strategy 'fixed' with unit cuts (cuts.max limits how many)"
-    )
 # YAML reads an unquoted `reasoning: off` as a boolean.
 REASONING = {True: "on", False: "off"}.get(config["reasoning"], config["reasoning"])
 

@@ -15,20 +15,21 @@ for out in snakemake.output:
     dataset = Path(out).parent.name
     base = tables.read_table(snakemake.input[f"base_{dataset}"], tables.BASE)
     meta = {"levels": snakemake.params.levels, "model_path": snakemake.params.model_path}
+    cuts = snakemake.params.cuts
     if hasattr(snakemake.input, f"resampled_{dataset}"):  # a Namedlist: `in` tests paths
         # sampling_strategy "adaptive": the levels the resampling stage chose, per question
         from critical_windows.cot.adaptive import truncate_at_sampled_levels
 
         resampled = tables.read_table(snakemake.input[f"resampled_{dataset}"], tables.RESAMPLED)
-        truncated = truncate_at_sampled_levels(base, resampled, tokenizer)
+        truncated = truncate_at_sampled_levels(base, resampled, tokenizer, cuts)
         meta["levels"] = "adaptive"
     else:
-        cuts = snakemake.params.cuts
         truncated = truncate_responses(
             base, snakemake.params.levels, tokenizer, cuts, snakemake.params.reasoning
         )
-        if cuts["unit"] != "fraction":
-            meta["levels"] = None
-            meta["cuts"] = cuts
+    if cuts["unit"] != "fraction":
+        meta["cuts"] = cuts
+        if meta["levels"] != "adaptive":
+            meta["levels"] = None  # the units, not the grid, say where the cuts are
     tables.write_table(truncated, out, tables.TRUNCATED, meta)
     print(f"{dataset}: {len(truncated)} prefixes of {len(base)} responses")

@@ -19,6 +19,12 @@ grid. The adaptive driver here instead, for every question:
    upper end: its continuations are shorter), up to `confirm_samples`;
 5. stops at `max_levels` levels or `max_tokens_per_question` continuation tokens.
 
+With unit cuts (`cuts.unit` "sentence" or "step"), the cuts of `cuts.every` and `cuts.max`
+(critical_windows.cot.segmentation) are the candidates: the coarse grid takes the unit cut
+nearest each of its fractions, and a bisection the unit cut nearest the middle of its step,
+until no unit starts inside it. A level is then its token fraction cut_tokens / L, as
+with the fixed grid of units.
+
 So samples go where they can change the rule's call: a level far below or above
 `1 - jump` is decided in 3 continuations; a borderline rise gets up to `confirm_samples`
 at its ends, as many as the research scripts give every level. Sample counts are odd (3, 5,
@@ -51,7 +57,7 @@ from typing import Any
 import polars as pl
 
 from critical_windows.analysis.statistics import wilson
-from critical_windows.cot import prompts
+from critical_windows.cot import prompts, segmentation
 from critical_windows.cot.generation import (
     Generator,
     Request,
@@ -171,21 +177,31 @@ Point = tuple[int, str | None, float]  # (cut, class, P estimate)
 
 
 def next_bisection(
-    points: Sequence[Point], length: int, s: AdaptiveSettings
+    points: Sequence[Point],
+    length: int,
+    s: AdaptiveSettings,
+    allowed: Sequence[int] | None = None,
 ) -> tuple[int, tuple[float, float]] | None:
     """The cut to add, with the estimates at the ends of the step it splits, or None.
 
     `points` are the decided levels; the whole response (cut `length`) is P = 1, "high".
     A step from a "low" to a "high" level is where P can rise by more than `jump`: split it
     at its middle while its cuts are more than `min_gap_tokens` apart, the largest rise first.
+    With `allowed` (the unit cuts), the split is the allowed cut nearest the middle, while
+    one lies inside the step.
     """
     pts = sorted(p for p in points if p[0] < length)
     best: tuple[float, int, tuple[float, float]] | None = None
     for (c0, s0, p0), (c1, s1, p1) in zip(pts, [*pts[1:], (length, "high", 1.0)], strict=True):
-        if s0 != "low" or s1 != "high" or c1 - c0 <= s.min_gap_tokens:
+        if s0 != "low" or s1 != "high":
             continue
-        if best is None or p1 - p0 > best[0]:
-            best = (p1 - p0, (c0 + c1) // 2, (p0, p1))
+        if allowed is None:
+            cut = (c0 + c1) // 2 if c1 - c0 > s.min_gap_tokens else None
+        else:
+            inside = [c for c in allowed if c0 < c < c1]
+            cut = min(inside, key=lambda c: abs(2 * c - c0 - c1)) if inside else None
+        if cut is not None and (best is None or p1 - p0 > best[0]):
+            best = (p1 - p0, cut, (p0, p1))
     return None if best is None else (best[1], best[2])
 
 
@@ -211,6 +227,14 @@ class _Question:
     levels: dict[int, Level] = field(default_factory=dict)
     samples: list[dict[str, Any]] = field(default_factory=list)
     tokens: int = 0
+    allowed: list[int] | None = None  # unit cuts: the cuts a level may take
+
+    def level_of(self, cut: int) -> float:
+        """The level of a cut: a short fraction on the grid; cut / L at units (as
+        segmentation.truncate_at_units writes it)."""
+        if self.allowed is None:
+            return level_for_cut(cut, len(self.response))
+        return cut / len(self.response)
 
     def answer(self, text: str) -> str | None:
         got = extract(text, self.answer_type, len(self.choices), self.choices)
@@ -230,12 +254,15 @@ def resample_adaptive(
     base: pl.DataFrame,
     s: AdaptiveSettings,
     judge: Generator | None = None,
+    cuts: Mapping[str, Any] | None = None,
 ) -> pl.DataFrame:
     """Continuations of adaptively chosen prefixes of every base response (a RESAMPLED
-    frame with `chosen_by`); `judge` runs the elicitations (default: `gen`)."""
+    frame with `chosen_by`); `judge` runs the elicitations (default: `gen`); `cuts` (the
+    config's block) with a unit: the levels are unit cuts."""
     judge = judge or gen
     st = gen.settings
     tok = gen.tokenizer
+    units = _unit_settings(cuts)
     q_of = {q["question_id"]: q for q in questions.to_dicts()}
     qs: list[_Question] = []
     for b in base.select("question_id", "prompt_token_ids", "response_token_ids").to_dicts():
@@ -257,10 +284,19 @@ def resample_adaptive(
     for q in qs:
         q.orig_answer = q.answer(done[orig[q.qid].key][0].text)
         length = len(q.response)
+        if units is not None:
+            found = segmentation.unit_cuts(text_of[q.qid], q.response, tok, units.unit)
+            q.allowed = [
+                c.cut_tokens for c in segmentation.select_cuts(found, units.every, units.max)
+            ]
         for f in s.levels:
             c = cut_length(f, length)
+            if q.allowed is not None:
+                if not q.allowed:  # a response of one unit has no cut
+                    break
+                c = min(q.allowed, key=lambda a: abs(a - c))
             if c not in q.levels:
-                q.levels[c] = Level(c, f, GRID)
+                q.levels[c] = Level(c, f if q.allowed is None else q.level_of(c), GRID)
 
     for round_ in range(10_000):
         work: list[tuple[_Question, Level, Request]] = []
@@ -335,10 +371,10 @@ def _pending(q: _Question, s: AdaptiveSettings) -> list[Level]:
         return waiting if not s.top_down else waiting[-1:]
     points = [(lv.cut, lv.state(s), lv.p) for lv in sampled]
     if len(q.levels) < s.max_levels:
-        found = next_bisection(points, len(q.response), s)
+        found = next_bisection(points, len(q.response), s, q.allowed)
         if found is not None and found[0] not in q.levels:
             cut, ends = found
-            lv = Level(cut, level_for_cut(cut, len(q.response)), BISECTION, ends)
+            lv = Level(cut, q.level_of(cut), BISECTION, ends)
             q.levels[cut] = lv
             return [lv]
     if not s.confirm:
@@ -388,11 +424,28 @@ def _gain(lv: Level, length: int) -> float:
     return p * (1 - p) / (lv.graded * (lv.graded + 1)) / max(1, length - lv.cut)
 
 
+def _unit_settings(cuts: Mapping[str, Any] | None) -> segmentation.CutSettings | None:
+    """The cuts block when it cuts at units; None for the fraction grid."""
+    settings = segmentation.CutSettings.from_mapping(cuts)
+    return None if settings.unit == "fraction" else settings
+
+
 def truncate_at_sampled_levels(
-    base: pl.DataFrame, resampled: pl.DataFrame, tokenizer: Any
+    base: pl.DataFrame,
+    resampled: pl.DataFrame,
+    tokenizer: Any,
+    cuts: Mapping[str, Any] | None = None,
 ) -> pl.DataFrame:
     """TRUNCATED rows of every (question, level) present in `resampled`, so that the later
-    stages see exactly the levels the adaptive driver chose."""
+    stages see exactly the levels the adaptive driver chose (with `cuts` at units: those
+    unit cuts, with their unit index)."""
+    units = _unit_settings(cuts)
+    if units is not None:
+        sampled = resampled.select("question_id", "level").unique()
+        every = segmentation.truncate_at_units(base, tokenizer, units)
+        return every.join(sampled, on=["question_id", "level"], how="semi").sort(
+            "question_id", "level"
+        )
     levels = (
         resampled.select("question_id", "level")
         .unique()

@@ -54,6 +54,7 @@ class StageSettings:
     batch_size: int = 64
     sampling_strategy: str = "fixed"  # "fixed" | "adaptive" (critical_windows.cot.adaptive)
     adaptive: Mapping[str, Any] | None = None  # the config's `adaptive` block, `jump` and `drop`
+    cuts: Mapping[str, Any] | None = None  # adaptive with unit cuts: the config's `cuts` block
     elicitation: str = "followup"  # "followup" | "forced" (critical_windows.cot.readout)
     answer_readout: str = "greedy"  # "greedy" | "logprobs"
     reasoning: str = "auto"  # "auto" | "on" | "off": the model's thinking format

@@ -83,7 +83,9 @@ def run_model_stage(
         # The in-stage elicitations are those elicit_answers sends: share its journal.
         judge = Generator(backend, Journal(journal_dir.parent / "elicit_answers"), settings)
         knobs = adaptive.AdaptiveSettings.from_mapping(settings.adaptive)
-        table = adaptive.resample_adaptive(gen, f["questions"], f["base"], knobs, judge=judge)
+        table = adaptive.resample_adaptive(
+            gen, f["questions"], f["base"], knobs, judge=judge, cuts=settings.cuts
+        )
         schema = tables.RESAMPLED
     elif stage == "resample_prefixes":
         table, schema = resample_prefixes(gen, f["base"], f["truncated"]), tables.RESAMPLED

@@ -4,7 +4,7 @@ exact process, without an engine, for fast scorecards (benchmarks/bench_syntheti
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -216,13 +216,15 @@ def run_adaptive(
     jump: float,
     drop: float,
     fdr: float,
+    cuts: Mapping[str, Any] | None = None,
 ) -> tuple[pl.DataFrame, dict[str, float], pl.DataFrame]:
-    """The adaptive driver, then elicitation, grading and detection of the workflow."""
+    """The adaptive driver (at the unit cuts of `cuts`, the config's block, if it has a
+    unit), then elicitation, grading and detection of the workflow."""
     gen = generation.Generator(model, Journal(folder / "gen"), stage_settings(seed))
     judge = generation.Generator(model, Journal(folder / "judge"), stage_settings(seed))
     base = generation.generate_base(gen, questions)
-    resampled = adaptive.resample_adaptive(gen, questions, base, s, judge=judge)
-    truncated = adaptive.truncate_at_sampled_levels(base, resampled, model.tokenizer)
+    resampled = adaptive.resample_adaptive(gen, questions, base, s, judge=judge, cuts=cuts)
+    truncated = adaptive.truncate_at_sampled_levels(base, resampled, model.tokenizer, cuts)
     elicited = generation.elicit_answers(judge, questions, base, truncated, resampled)
     graded, _ = grader.grade(questions, elicited, processes=1)
     _, found = windows.detect(graded, truncated, base, jump=jump, drop=drop, fdr=fdr)
