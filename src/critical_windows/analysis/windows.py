@@ -329,11 +329,12 @@ def find_windows_span(
     max_span: float = MAX_SPAN,
     columns: CurveColumns = CONSISTENCY,
 ) -> pl.DataFrame:
-    """The span rule (issue #17): a window is the span of `spans` over the fewest steps
-    whose rise is above `jump` by its lower bound (`rise_bounds`; ties: the larger rise,
-    then the earlier), on a curve where no span falls by more than `drop` by the same
-    bound. A level that noise lifts or drops on a dense grid neither makes nor vetoes a
-    window.
+    """The span rule (issue #17): a window is a span of `spans` whose rise is above `jump`
+    by its lower bound (`rise_bounds`), on a curve where no span falls by more than `drop`
+    by the same bound; of several such spans, the one with the largest lower bound (ties:
+    the fewest steps, then the earlier), so that a short span that noise carried over
+    `jump` does not win over the best-supported rise. A level that noise lifts or drops on
+    a dense grid neither makes nor vetoes a window.
 
     Columns as `find_windows`: `level_lo`, `level_hi`, `jump` (its estimated rise) are the
     chosen span (without a rise above `jump`, the span of the largest rise, ties the
@@ -351,7 +352,7 @@ def find_windows_span(
     ranked = pl.concat(
         [
             span.filter(pl.col("_over")).sort(
-                [*unit, "n_steps", "rise", "level_lo"], descending=[*first, False, True, False]
+                [*unit, "rise_low", "n_steps", "level_lo"], descending=[*first, True, False, False]
             ),
             span.filter(~pl.col("_over")).sort(
                 [*unit, "rise", "level_lo"], descending=[*first, True, False]
