@@ -285,10 +285,8 @@ def resample_adaptive(
         q.orig_answer = q.answer(done[orig[q.qid].key][0].text)
         length = len(q.response)
         if units is not None:
-            found = segmentation.unit_cuts(text_of[q.qid], q.response, tok, units.unit)
-            q.allowed = [
-                c.cut_tokens for c in segmentation.select_cuts(found, units.every, units.max)
-            ]
+            found = segmentation.response_cuts(text_of[q.qid], q.response, tok, units)
+            q.allowed = [c.cut_tokens for c in found]
         for f in s.levels:
             c = cut_length(f, length)
             if q.allowed is not None:

@@ -253,6 +253,16 @@ def select_cuts(cuts: Sequence[Cut], every: int = 1, most: int | None = None) ->
     return [kept[i] for i in picks]
 
 
+def response_cuts(
+    text: str, token_ids: Sequence[int], tokenizer: Any, settings: CutSettings
+) -> list[Cut]:
+    """The cuts of one response that `settings` keeps: the fixed grid of units cuts at all
+    of them, adaptive sampling chooses among them."""
+    return select_cuts(
+        unit_cuts(text, token_ids, tokenizer, settings.unit), settings.every, settings.max
+    )
+
+
 def truncate_at_units(base: Any, tokenizer: Any, settings: CutSettings) -> Any:
     """A TRUNCATED frame of the unit cuts of every base response. The level of a cut is
     its token fraction `cut_tokens / L`, so the later stages and the window rules read it
@@ -265,8 +275,7 @@ def truncate_at_units(base: Any, tokenizer: Any, settings: CutSettings) -> Any:
     for b in base.select("question_id", "response_token_ids", "response_text").to_dicts():
         ids, text = b["response_token_ids"], b["response_text"]
         n_units = len(segment(text, settings.unit))
-        cuts = unit_cuts(text, ids, tokenizer, settings.unit)
-        for c in select_cuts(cuts, settings.every, settings.max):
+        for c in response_cuts(text, ids, tokenizer, settings):
             rows.append(
                 {
                     "question_id": b["question_id"],
